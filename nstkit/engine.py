@@ -1,0 +1,105 @@
+"""The optimisation loop: built components in, optimised image and loss history out.
+
+Knows nothing of files, recipes or plugins' names; reports progress through ``notify``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from nstkit.errors import LossError
+from nstkit.extractors import FeatureExtractor
+from nstkit.losses import LossTerm, Targets
+
+Notify = Callable[..., None]
+
+
+@dataclass
+class WeightedTerm:
+    """A loss term in a stylisation: its label, weight and module."""
+
+    name: str
+    weight: float
+    module: LossTerm
+
+
+def feature_layers(terms: Sequence[WeightedTerm], extractor: FeatureExtractor) -> list[str]:
+    """Every layer any term reads, in forward order (binds terms to canonical names)."""
+    for term in terms:
+        term.module.bind(extractor.resolve)
+    layers = {layer for term in terms for layer in term.module.layers}
+    return sorted(layers, key=extractor.depth)
+
+
+@torch.no_grad()
+def compute_targets(extractor: FeatureExtractor, layers: Sequence[str], content: torch.Tensor,
+                    styles: Sequence[torch.Tensor], blend: Sequence[float]) -> Targets:
+    """Features of the content and of each style image, computed once per job."""
+    return Targets(
+        content_image=content,
+        content_features=extractor(content, layers),
+        style_images=list(styles),
+        style_features=[extractor(style, layers) for style in styles],
+        style_blend=list(blend),
+    )
+
+
+def _check_scalar(term: WeightedTerm, value: Any) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise LossError(f"loss {term.name!r} must return a scalar tensor, got {shape}")
+    return value.reshape(())
+
+
+def optimise(image: torch.Tensor, terms: Sequence[WeightedTerm], extractor: FeatureExtractor,
+             layers: Sequence[str], optimizer: Any, iterations: int,
+             notify: Notify | None = None) -> dict[str, list[float]]:
+    """Minimise ``Σ weight · term`` over ``image`` in place, clamping it to ``[0, 1]``.
+
+    Args:
+        image: ``(B, 3, H, W)`` leaf tensor with ``requires_grad=True``, RGB in ``[0, 1]``.
+        terms: the weighted loss terms, already prepared with their targets.
+        extractor: the (truncated) feature extractor.
+        layers: the layers to extract every step (see :func:`feature_layers`).
+        optimizer: has ``step(closure)``; one call is one iteration.
+        iterations: number of steps.
+        notify: called as ``notify(step=, losses=, image=)`` after each step.
+
+    Returns:
+        The weighted value of every term and ``"total"`` at each step.
+
+    Raises:
+        LossError: a term returned a non-scalar, or the loss became NaN or infinite.
+    """
+    names = [term.name for term in terms] + ["total"]
+    history: dict[str, list[float]] = {name: [] for name in names}
+    last: list[torch.Tensor] = []
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        features = extractor(image, layers)
+        values = [term.weight * _check_scalar(term, term.module(image, features))
+                  for term in terms]
+        total = torch.stack(values).sum()
+        total.backward()
+        last[:] = [*values, total]
+        return total
+
+    for step in range(1, iterations + 1):
+        optimizer.step(closure)
+        values = torch.stack([value.detach() for value in last]).tolist()
+        if not all(math.isfinite(v) for v in values):
+            bad = [n for n, v in zip(names, values, strict=True) if not math.isfinite(v)]
+            raise LossError(f"loss became non-finite at step {step} (terms: {', '.join(bad)})")
+        with torch.no_grad():
+            image.clamp_(0, 1)
+        for name, value in zip(names, values, strict=True):
+            history[name].append(value)
+        if notify is not None:
+            notify(step=step, losses=dict(zip(names, values, strict=True)), image=image.detach())
+    return history

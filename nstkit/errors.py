@@ -1,0 +1,34 @@
+"""Exceptions raised by nstkit. Every message says what is wrong and, where it can, the fix."""
+
+from __future__ import annotations
+
+
+class NstkitError(Exception):
+    """Base class of every error nstkit raises on purpose."""
+
+
+class UnknownComponentError(NstkitError, KeyError):
+    """A name that no plugin registered (extractor, loss, optimiser, layer)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class ComponentClashError(NstkitError):
+    """Two plugins registered the same component name."""
+
+
+class PluginError(NstkitError):
+    """A plugin failed to import, raised inside a hook, or broke a contract."""
+
+    def __init__(self, plugin: str, message: str) -> None:
+        super().__init__(f"plugin {plugin!r}: {message}")
+        self.plugin = plugin
+
+
+class WeightsError(NstkitError):
+    """Model weights could not be found, read or matched to the architecture."""
+
+
+class LossError(NstkitError):
+    """A loss term produced something that is not a finite scalar."""

@@ -1,0 +1,64 @@
+"""The feature-extractor interface every extractor plugin implements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from nstkit.errors import UnknownComponentError
+from nstkit.registry import suggest
+
+
+class InputNormalization(nn.Module):
+    """Maps RGB in ``[0, 1]`` to what a network's weights expect.
+
+    ``y = (flip(x) * scale - mean) / std`` where ``flip`` reverses the channels when ``bgr``.
+
+    Shape:
+        - Input: ``(B, 3, H, W)``, RGB in ``[0, 1]``.
+        - Output: ``(B, 3, H, W)``.
+    """
+
+    def __init__(self, mean: Iterable[float], std: Iterable[float], scale: float = 1.0,
+                 bgr: bool = False) -> None:
+        super().__init__()
+        self.scale, self.bgr = scale, bgr
+        self.register_buffer("mean", torch.tensor(list(mean)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(list(std)).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if self.bgr:
+            image = image.flip(1)
+        return (image * self.scale - self.mean) / self.std
+
+
+class FeatureExtractor(nn.Module):
+    """Base class: named intermediate feature maps of an image.
+
+    Subclasses set ``layer_names`` (in forward order) and ``aliases`` and implement ``forward``.
+    """
+
+    layer_names: tuple[str, ...] = ()
+    aliases: dict[str, str] = {}
+
+    def resolve(self, layer: str) -> str:
+        """The canonical name of ``layer`` (aliases accepted); unknown names list valid ones."""
+        if layer in self.layer_names:
+            return layer
+        if layer in self.aliases:
+            return self.aliases[layer]
+        choices = list(self.layer_names) + list(self.aliases)
+        raise UnknownComponentError(
+            f"unknown layer {layer!r} for {type(self).__name__}.{suggest(layer, choices)} "
+            f"Valid layers: {', '.join(self.layer_names)}."
+        )
+
+    def depth(self, layer: str) -> int:
+        """Position of ``layer`` in forward order (0 is the first layer)."""
+        return self.layer_names.index(self.resolve(layer))
+
+    def forward(self, image: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
+        """Feature maps of ``layers`` (canonical names) for RGB ``image`` in ``[0, 1]``."""
+        raise NotImplementedError

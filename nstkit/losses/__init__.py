@@ -1,0 +1,31 @@
+"""Loss terms: each a function plus an ``nn.Module`` (:class:`LossTerm`) calling it."""
+
+from nstkit.losses.base import (
+    LossTerm,
+    Targets,
+    equal_weights,
+    geometric_weights,
+    layer_weights,
+)
+from nstkit.losses.colour import ColourLoss
+from nstkit.losses.content import ContentLoss, content_loss
+from nstkit.losses.gram import STYLE_LAYERS, GramLoss, ShiftedGramLoss, gram_loss, gram_matrix
+from nstkit.losses.tv import TVLoss, tv_loss
+
+__all__ = [
+    "STYLE_LAYERS",
+    "ColourLoss",
+    "ContentLoss",
+    "GramLoss",
+    "LossTerm",
+    "ShiftedGramLoss",
+    "TVLoss",
+    "Targets",
+    "content_loss",
+    "equal_weights",
+    "geometric_weights",
+    "gram_loss",
+    "gram_matrix",
+    "layer_weights",
+    "tv_loss",
+]

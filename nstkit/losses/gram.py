@@ -1,0 +1,84 @@
+"""Style losses on Gram matrices: plain (Gatys et al.) and shifted (Novak & Nikulin)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from nstkit.losses.base import LayerSpec, LossTerm, Targets
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+def gram_matrix(features: torch.Tensor, shift: float = 0.0) -> torch.Tensor:
+    """Gram matrix ``(F + s)(F + s)^T / (H W)`` of each feature map in a batch.
+
+    Dividing by the number of positions ``M = H W`` makes the Gram independent of image size.
+
+    Shape:
+        - features: ``(B, C, H, W)``.
+        - Output: ``(B, C, C)``.
+    """
+    if features.dim() != 4:
+        raise ValueError(f"features must be (B, C, H, W), got {tuple(features.shape)}")
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)
+    if shift:
+        flat = flat + shift
+    return torch.bmm(flat, flat.transpose(1, 2)) / (h * w)
+
+
+def gram_loss(gram: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Gatys et al.'s ``E_l = 1/(4 N^2 M^2) Σ (G - A)^2`` with size-normalised Grams.
+
+    With ``G = F F^T / M`` this is ``mean((G - A)^2) / 4``, averaged over the batch.
+
+    Shape:
+        - gram: ``(B, C, C)``; target: ``(B, C, C)`` or ``(1, C, C)``.
+        - Output: scalar.
+    """
+    if gram.shape[1:] != target.shape[1:]:
+        raise ValueError(f"gram {tuple(gram.shape)} and target {tuple(target.shape)} differ")
+    return (gram - target).pow(2).mean() / 4
+
+
+class GramLoss(LossTerm):
+    """Style loss between Gram matrices, style images blended by their weights.
+
+    Blending the target Grams (``A = Σ_k b_k A_k``) has the same gradient as blending the
+    per-style losses and costs one comparison per layer instead of one per style.
+
+    Args:
+        layers: default ``relu1_1 .. relu5_1``, equal weights.
+        shift: ``s`` in ``(F + s)(F + s)^T``; 0 for the classic Gram.
+    """
+
+    default_layers = STYLE_LAYERS
+    default_shift = 0.0
+
+    def __init__(self, layers: LayerSpec = None, shift: float | None = None) -> None:
+        super().__init__(layers)
+        self.shift = self.default_shift if shift is None else float(shift)
+        self.targets: dict[str, torch.Tensor] = {}
+
+    def prepare(self, targets: Targets) -> None:
+        self.targets = {
+            layer: sum(  # type: ignore[misc]
+                blend * gram_matrix(features[layer], self.shift).detach()
+                for blend, features in zip(targets.style_blend, targets.style_features, strict=True)
+            )
+            for layer in self.layers
+        }
+
+    def forward(self, image: torch.Tensor, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return sum(  # type: ignore[return-value]
+            weight * gram_loss(gram_matrix(features[layer], self.shift), self.targets[layer])
+            for layer, weight in self.layers.items()
+        )
+
+
+class ShiftedGramLoss(GramLoss):
+    """Gram of shifted activations ``(F - 1)(F - 1)^T`` (Novak & Nikulin 2016), ``shift=-1``."""
+
+    default_shift = -1.0

@@ -1,0 +1,182 @@
+"""The plugin host: built-ins, entry points of group ``nstkit``, and the component registries.
+
+Plugins load lazily through :func:`get_host`, never as a side effect of ``import nstkit``.
+
+Environment variables:
+    NSTKIT_DISABLE_PLUGIN_AUTOLOAD=1   load no entry-point plugins (built-ins only).
+    NSTKIT_PLUGINS=a,b                 load only these entry-point plugins (allow-list).
+    NSTKIT_BLOCK_PLUGINS=a,b           never load these entry-point plugins.
+    NSTKIT_TRACE_HOOKS=1               print every hook call, per plugin, to stderr.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from importlib import import_module, metadata
+from typing import Any
+
+import pluggy
+
+from nstkit import hookspecs
+from nstkit.errors import NstkitError, PluginError
+from nstkit.registry import Registry
+
+ENTRY_POINT_GROUP = "nstkit"
+DEFAULT_PLUGINS = (
+    "nstkit.default_plugins.extractors",
+    "nstkit.default_plugins.losses",
+    "nstkit.default_plugins.optimizers",
+)
+_KINDS = {"extractor": "register_extractors", "loss": "register_losses",
+          "optimizer": "register_optimizers"}
+
+
+@dataclass
+class PluginInfo:
+    """What ``nstkit plugins`` shows for one plugin."""
+
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    components: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _env_list(name: str) -> set[str] | None:
+    value = os.environ.get(name, "").strip()
+    return {item.strip() for item in value.split(",") if item.strip()} if value else None
+
+
+class PluginHost:
+    """A pluggy ``PluginManager`` plus the extractor, loss and optimiser registries it fills.
+
+    Args:
+        plugins: extra plugin objects or module names registered explicitly (the only way,
+            besides installed entry points, that code becomes a plugin).
+        autoload: load entry-point plugins; ``None`` reads ``NSTKIT_DISABLE_PLUGIN_AUTOLOAD``.
+    """
+
+    def __init__(self, plugins: Iterable[object | str] = (), *, autoload: bool | None = None):
+        self.pm = pluggy.PluginManager("nstkit")
+        self.pm.add_hookspecs(hookspecs)
+        self.load_failures: dict[str, str] = {}
+        self.distributions: dict[str, tuple[str, str]] = {}
+        self._registries: dict[str, Registry] = {}
+        for module_name in DEFAULT_PLUGINS:
+            self.pm.register(import_module(module_name), name=module_name)
+        if autoload is None:
+            autoload = not os.environ.get("NSTKIT_DISABLE_PLUGIN_AUTOLOAD")
+        if autoload:
+            self._load_entry_points()
+        for plugin in plugins:
+            self.add(plugin)
+        self.pm.check_pending()
+
+    def _load_entry_points(self) -> None:
+        allowed, blocked = _env_list("NSTKIT_PLUGINS"), _env_list("NSTKIT_BLOCK_PLUGINS") or set()
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name in blocked or (allowed is not None and ep.name not in allowed):
+                continue
+            if ep.dist is not None:
+                self.distributions[ep.name] = (ep.dist.name, ep.dist.version)
+            try:
+                self.pm.register(ep.load(), name=ep.name)
+            except Exception as exc:  # a broken plugin must not take nstkit down
+                self.load_failures[ep.name] = f"{type(exc).__name__}: {exc}"
+                warnings.warn(
+                    f"nstkit plugin {ep.name!r} failed to load: {exc}", RuntimeWarning,
+                    stacklevel=2,
+                )
+
+    def add(self, plugin: object | str, name: str | None = None) -> None:
+        """Register a plugin object (or import a module by name) explicitly."""
+        if isinstance(plugin, str):
+            name = name or plugin
+            try:
+                plugin = import_module(plugin)
+            except Exception as exc:
+                raise PluginError(name, f"failed to import: {exc}") from exc
+        self.pm.register(plugin, name=name)
+        self.pm.check_pending()
+        self._registries.clear()
+
+    def registry(self, kind: str) -> Registry:
+        """The registry of ``kind`` (``"extractor"``, ``"loss"``, ``"optimizer"``), built once."""
+        if kind not in self._registries:
+            registry = Registry(kind)
+            registry.load_failures = self.load_failures
+            for impl in self._impls(_KINDS[kind]):
+                register = partial(registry.register, plugin=impl.plugin_name)
+                self._call(impl, _KINDS[kind], register=register)
+            self._registries[kind] = registry
+        return self._registries[kind]
+
+    @property
+    def extractors(self) -> Registry:
+        return self.registry("extractor")
+
+    @property
+    def losses(self) -> Registry:
+        return self.registry("loss")
+
+    @property
+    def optimizers(self) -> Registry:
+        return self.registry("optimizer")
+
+    def notify(self, hook_name: str, **kwargs: Any) -> None:
+        """Call a lifecycle hook on every plugin; a plugin's exception names the plugin."""
+        for impl in self._impls(hook_name):
+            self._call(impl, hook_name, **kwargs)
+
+    def has_listeners(self, hook_name: str) -> bool:
+        return bool(self._impls(hook_name))
+
+    def _impls(self, hook_name: str) -> list[Any]:
+        return list(reversed(getattr(self.pm.hook, hook_name).get_hookimpls()))
+
+    def _call(self, impl: Any, hook_name: str, **kwargs: Any) -> None:
+        if os.environ.get("NSTKIT_TRACE_HOOKS"):
+            print(f"nstkit: {hook_name} -> {impl.plugin_name}", file=sys.stderr)
+        try:
+            impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+        except NstkitError:
+            raise
+        except Exception as exc:
+            message = f"{hook_name} raised {type(exc).__name__}: {exc}"
+            raise PluginError(impl.plugin_name, message) from exc
+
+    def info(self) -> list[PluginInfo]:
+        """Every plugin with its distribution and what it registers (failed ones included)."""
+        infos: dict[str, PluginInfo] = {}
+        for name, _plugin in self.pm.list_name_plugin():
+            dist = self.distributions.get(name, (None, None))
+            infos[name] = PluginInfo(name, *dist)
+        for kind in _KINDS:
+            for entry in self.registry(kind):
+                infos[entry.plugin].components.setdefault(kind, []).append(entry.name)
+        for name, error in self.load_failures.items():
+            infos[name] = PluginInfo(name, *self.distributions.get(name, (None, None)), error=error)
+        return list(infos.values())
+
+
+_host: PluginHost | None = None
+
+
+def get_host() -> PluginHost:
+    """The process-wide plugin host, created (and plugins loaded) on first use."""
+    global _host
+    if _host is None:
+        _host = PluginHost()
+    return _host
+
+
+def reset_host() -> None:
+    """Forget the process-wide host, so the next :func:`get_host` reloads plugins."""
+    global _host
+    _host = None
+

@@ -1,0 +1,237 @@
+"""The Python API: :func:`stylize` an image with components looked up in the plugin registry."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from nstkit import colour
+from nstkit.engine import WeightedTerm, compute_targets, feature_layers, optimise
+from nstkit.errors import NstkitError, PluginError
+from nstkit.extractors import FeatureExtractor
+from nstkit.image import ImageInput, load_image, resize_longest, resize_to
+from nstkit.job import JobInfo
+from nstkit.losses import LossTerm
+from nstkit.plugins import PluginHost, get_host
+from nstkit.result import StyleResult
+
+DEFAULT_STYLE_WEIGHT = 1e-3  # tuned for the original (Caffe-scale) VGG19 weights
+PRESERVE_COLOUR = ("luminance", "linear", "histogram")
+
+
+@dataclass
+class LossSpec:
+    """One loss term of a stylisation: registry ``name``, ``weight``, ``layers`` and options."""
+
+    name: str
+    weight: float = 1.0
+    layers: Sequence[str] | Mapping[str, float] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    label: str | None = None
+
+    @classmethod
+    def coerce(cls, spec: LossSpec | Mapping[str, Any]) -> LossSpec:
+        if isinstance(spec, LossSpec):
+            return spec
+        spec = dict(spec)
+        known = {k: spec.pop(k) for k in ("name", "weight", "layers", "label") if k in spec}
+        return cls(**known, options=spec)
+
+
+def default_losses(content_layers: Any, style_layers: Any, content_weight: float,
+                   style_weight: float, tv_weight: float, style_loss: str) -> list[LossSpec]:
+    """Gatys et al. 2016: content at ``relu4_2``, Gram style at ``relu1_1 .. relu5_1``."""
+    specs = [LossSpec("content", content_weight, content_layers),
+             LossSpec(style_loss, style_weight, style_layers)]
+    if tv_weight:
+        specs.append(LossSpec("tv", tv_weight))
+    return specs
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None`` or ``"auto"``: CUDA when available, else the CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+_extractors: dict[tuple, FeatureExtractor] = {}
+
+
+def build_extractor(host: PluginHost, name: str, device: torch.device,
+                    **options: Any) -> FeatureExtractor:
+    """The extractor ``name`` on ``device``, built once per host, options and device."""
+    key = (id(host), name, device, tuple(sorted((k, str(v)) for k, v in options.items())))
+    if key not in _extractors:
+        entry = host.extractors.entry(name)
+        try:
+            extractor = entry.factory(**options)
+        except (NstkitError, ValueError, TypeError):
+            raise
+        except Exception as exc:
+            raise PluginError(entry.plugin, f"extractor {name!r} failed: {exc}") from exc
+        _extractors[key] = extractor.to(device)
+    return _extractors[key]
+
+
+def build_terms(host: PluginHost, specs: Sequence[LossSpec]) -> list[WeightedTerm]:
+    """Instantiate each loss term through its registered factory (weight 0 terms dropped)."""
+    terms, seen = [], {}
+    for spec in specs:
+        if not spec.weight:
+            continue
+        entry = host.losses.entry(spec.name)
+        module = entry.factory(layers=spec.layers, **spec.options)
+        if not isinstance(module, LossTerm):
+            raise PluginError(entry.plugin, f"loss {spec.name!r} factory returned "
+                              f"{type(module).__name__}, not an nstkit.losses.LossTerm")
+        seen[spec.name] = seen.get(spec.name, 0) + 1
+        count = seen[spec.name]
+        label = spec.label or (spec.name if count == 1 else f"{spec.name}#{count}")
+        terms.append(WeightedTerm(label, float(spec.weight), module))
+    return terms
+
+
+def _initial_image(init: str | ImageInput, content: torch.Tensor, styles: list[torch.Tensor],
+                   generator: torch.Generator) -> torch.Tensor:
+    if isinstance(init, str) and init == "content":
+        return content.clone()
+    if isinstance(init, str) and init == "noise":
+        return torch.rand(content.shape, generator=generator)
+    if isinstance(init, str) and init == "style":
+        return resize_to(styles[0], tuple(content.shape[-2:])).expand_as(content).clone()
+    return resize_to(load_image(init), tuple(content.shape[-2:])).expand_as(content).clone()
+
+
+def _blend(style_blend: Sequence[float] | None, count: int) -> list[float]:
+    blend = list(style_blend) if style_blend is not None else [1.0] * count
+    if len(blend) != count or any(b < 0 for b in blend) or sum(blend) <= 0:
+        raise ValueError(f"style_blend needs {count} non-negative weights, got {style_blend}")
+    return [b / sum(blend) for b in blend]
+
+
+def stylize(
+    content: ImageInput,
+    style: ImageInput | Sequence[ImageInput],
+    *,
+    style_blend: Sequence[float] | None = None,
+    size: int | None = 512,
+    style_scale: float = 1.0,
+    iterations: int = 500,
+    seed: int | None = None,
+    extractor: str | FeatureExtractor = "vgg19",
+    pooling: str = "max",
+    weights: str | None = None,
+    content_layers: Sequence[str] | Mapping[str, float] | None = None,
+    style_layers: Sequence[str] | Mapping[str, float] | None = None,
+    content_weight: float = 1.0,
+    style_weight: float = DEFAULT_STYLE_WEIGHT,
+    tv_weight: float = 0.0,
+    style_loss: str = "gram",
+    losses: Sequence[LossSpec | Mapping[str, Any]] | None = None,
+    optimizer: str = "lbfgs",
+    optimizer_options: Mapping[str, Any] | None = None,
+    init: str | ImageInput = "content",
+    preserve_colour: str | None = None,
+    device: str | torch.device | None = None,
+    host: PluginHost | None = None,
+    job_name: str = "stylize",
+) -> StyleResult:
+    """Stylise ``content`` with ``style`` by optimising the image (Gatys et al. 2016).
+
+    Args:
+        content: a path, PIL image or tensor ``(B, 3, H, W)`` / ``(3, H, W)``, RGB in ``[0, 1]``.
+        style: one style image or a list of them (blended by ``style_blend``).
+        size: longest side of the result in pixels (``None`` keeps the content's size).
+        style_scale: style images' longest side relative to the result's.
+        iterations: optimiser steps.
+        seed: seeds the noise initialisation and torch's global generator.
+        extractor: a registered extractor name or a built :class:`FeatureExtractor`.
+        pooling, weights: extractor options (``weights=None`` is the extractor's default).
+        content_layers, style_layers, content_weight, style_weight, tv_weight, style_loss:
+            the default Gatys terms; ignored when ``losses`` is given.
+        losses: explicit loss terms (:class:`LossSpec` or dicts with ``name``, ``weight``,
+            ``layers`` and the term's options) replacing the defaults.
+        optimizer, optimizer_options: a registered optimiser and its options.
+        init: ``"content"``, ``"noise"``, ``"style"`` or an image.
+        preserve_colour: ``"luminance"`` (luminance-only transfer), ``"linear"`` or
+            ``"histogram"`` (match the style's colours to the content first), or ``None``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; ``None`` picks CUDA when available.
+        host: the plugin host (default: the process-wide one with installed plugins).
+        job_name: the job's name in lifecycle hooks.
+
+    Returns:
+        A :class:`StyleResult` with the image ``(B, 3, H, W)`` on the CPU, RGB in ``[0, 1]``.
+    """
+    if preserve_colour not in (None, *PRESERVE_COLOUR):
+        raise ValueError(f"preserve_colour must be one of {PRESERVE_COLOUR} or None, "
+                         f"got {preserve_colour!r}")
+    if iterations < 0:
+        raise ValueError(f"iterations must be >= 0, got {iterations}")
+    host = host or get_host()
+    dev = resolve_device(device)
+    styles_in = list(style) if isinstance(style, (list, tuple)) else [style]
+    blend = _blend(style_blend, len(styles_in))
+    generator = torch.Generator().manual_seed(seed if seed is not None else 0)
+    if seed is not None:
+        torch.manual_seed(seed)
+
+    original = resize_longest(load_image(content), size)
+    target_side = round(max(original.shape[-2:]) * style_scale)
+    styles = [resize_longest(load_image(s), target_side) for s in styles_in]
+    content_t = original
+    if preserve_colour in ("linear", "histogram"):
+        match = colour.match_colour_linear if preserve_colour == "linear" \
+            else colour.match_colour_histogram
+        styles = [match(s, original) for s in styles]
+    elif preserve_colour == "luminance":
+        pairs = [colour.luminance_only_inputs(original, s) for s in styles]
+        content_t, styles = pairs[0][0], [p[1] for p in pairs]
+
+    specs = [LossSpec.coerce(s) for s in losses] if losses is not None else default_losses(
+        content_layers, style_layers, content_weight, style_weight, tv_weight, style_loss)
+    ext = extractor if isinstance(extractor, FeatureExtractor) else build_extractor(
+        host, extractor, dev, pooling=pooling, weights=weights)
+    terms = build_terms(host, specs)
+    layers = feature_layers(terms, ext)
+    run_ext = ext.truncated(layers) if layers and hasattr(ext, "truncated") else ext
+
+    start = time.perf_counter()
+    content_t, styles = content_t.to(dev), [s.to(dev) for s in styles]
+    targets = compute_targets(run_ext, layers, content_t, styles, blend)
+    for term in terms:
+        term.module.to(dev).prepare(targets)
+    image = _initial_image(init, content_t.cpu(), [s.cpu() for s in styles], generator)
+    image = image.to(dev).requires_grad_(True)
+    opt_entry = host.optimizers.entry(optimizer)
+    opt = opt_entry.factory([image], **dict(optimizer_options or {}))
+
+    job = JobInfo(job_name, iterations, str(dev), tuple(image.shape[-2:]))
+    host.notify("on_job_start", job=job)
+    try:
+        history = optimise(image, terms, run_ext, layers, opt, iterations,
+                           notify=lambda **kw: host.notify("on_step", job=job, **kw))
+    except BaseException as exc:
+        host.notify("on_job_end", job=job, result=None, error=exc)
+        raise
+    out = image.detach()
+    if preserve_colour == "luminance":
+        out = colour.recombine_luminance(out, original.to(dev))
+    settings = {
+        "size": list(out.shape[-2:]), "style_scale": style_scale, "iterations": iterations,
+        "seed": seed, "extractor": getattr(ext, "arch", type(ext).__name__),
+        "pooling": getattr(ext, "pooling", None), "weights": getattr(ext, "weights", None),
+        "losses": [{"name": s.name, "weight": s.weight, "layers": t.module.layers, **s.options}
+                   for s, t in zip([s for s in specs if s.weight], terms, strict=True)],
+        "optimizer": optimizer, "optimizer_options": dict(optimizer_options or {}),
+        "init": init if isinstance(init, str) else "image", "preserve_colour": preserve_colour,
+        "style_blend": blend,
+    }
+    result = StyleResult(out.cpu(), history, iterations, time.perf_counter() - start, str(dev),
+                         settings)
+    host.notify("on_job_end", job=job, result=result, error=None)
+    return result
