@@ -68,38 +68,52 @@ def optimise(image: torch.Tensor, terms: Sequence[WeightedTerm], extractor: Feat
         layers: the layers to extract every step (see :func:`feature_layers`).
         optimizer: has ``step(closure)``; one call is one iteration.
         iterations: number of steps.
-        notify: called as ``notify(step=, losses=, image=)`` after each step.
+        notify: called as ``notify(step=, losses=, image=)`` after each step, with the losses
+            of the image the step started from (a line search evaluates other points too).
 
     Returns:
-        The weighted value of every term and ``"total"`` at each step.
+        The weighted value of every term and ``"total"``: entry ``k`` is the loss of the image
+        before step ``k + 1`` (entry 0 the initial image), the last entry that of the result;
+        ``iterations + 1`` entries in all.
 
     Raises:
         LossError: a term returned a non-scalar, or the loss became NaN or infinite.
     """
     names = [term.name for term in terms] + ["total"]
     history: dict[str, list[float]] = {name: [] for name in names}
-    last: list[torch.Tensor] = []
+    first: list[torch.Tensor] = []
 
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
+    def evaluate() -> list[torch.Tensor]:
         features = extractor(image, layers)
         values = [term.weight * _check_scalar(term, term.module(image, features))
                   for term in terms]
-        total = torch.stack(values).sum()
-        total.backward()
-        last[:] = [*values, total]
-        return total
+        return [*values, torch.stack(values).sum()]
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        values = evaluate()
+        values[-1].backward()
+        if not first:  # a line search evaluates more points; report where the step began
+            first[:] = [value.detach() for value in values]
+        return values[-1]
+
+    def record(values: list[torch.Tensor], step: int) -> dict[str, float]:
+        floats = torch.stack(values).tolist()
+        bad = [name for name, v in zip(names, floats, strict=True) if not math.isfinite(v)]
+        if bad:
+            raise LossError(f"loss became non-finite at step {step} (terms: {', '.join(bad)})")
+        for name, value in zip(names, floats, strict=True):
+            history[name].append(value)
+        return dict(zip(names, floats, strict=True))
 
     for step in range(1, iterations + 1):
+        first.clear()
         optimizer.step(closure)
-        values = torch.stack([value.detach() for value in last]).tolist()
-        if not all(math.isfinite(v) for v in values):
-            bad = [n for n, v in zip(names, values, strict=True) if not math.isfinite(v)]
-            raise LossError(f"loss became non-finite at step {step} (terms: {', '.join(bad)})")
+        losses = record(first, step)
         with torch.no_grad():
             image.clamp_(0, 1)
-        for name, value in zip(names, values, strict=True):
-            history[name].append(value)
         if notify is not None:
-            notify(step=step, losses=dict(zip(names, values, strict=True)), image=image.detach())
+            notify(step=step, losses=losses, image=image.detach())
+    with torch.no_grad():
+        record(evaluate(), iterations + 1)
     return history

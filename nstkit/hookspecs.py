@@ -85,7 +85,8 @@ def on_step(job: JobInfo, step: int, losses: Mapping[str, float], image: torch.T
     Args:
         job: the job in progress.
         step: the number of the step just finished, from 1 to ``job.iterations``.
-        losses: the weighted value of each loss term and ``"total"``, as floats.
+        losses: the weighted value of each loss term and ``"total"``, as floats, for the image
+            the step started from.
         image: the current image, RGB in ``[0, 1]``, shape ``(B, 3, H, W)``; read-only (detached).
     """
 

@@ -28,7 +28,7 @@ def load_image(source: ImageInput) -> torch.Tensor:
                              f"got {tuple(source.shape)}")
         return tensor.clamp(0, 1)
     pil = source if isinstance(source, Image.Image) else _open(Path(source))
-    return pil_to_tensor(_to_rgb(pil)).unsqueeze(0).float() / 255
+    return pil_to_tensor(_to_rgb(pil)).unsqueeze(0).float().contiguous() / 255
 
 
 def _open(path: Path) -> Image.Image:

@@ -137,7 +137,7 @@ class PluginHost:
         return bool(self._impls(hook_name))
 
     def _impls(self, hook_name: str) -> list[Any]:
-        return list(reversed(getattr(self.pm.hook, hook_name).get_hookimpls()))
+        return list(getattr(self.pm.hook, hook_name).get_hookimpls())
 
     def _call(self, impl: Any, hook_name: str, **kwargs: Any) -> None:
         if os.environ.get("NSTKIT_TRACE_HOOKS"):

@@ -97,11 +97,12 @@ def build_terms(host: PluginHost, specs: Sequence[LossSpec]) -> list[WeightedTer
 
 
 def _initial_image(init: str | ImageInput, content: torch.Tensor, styles: list[torch.Tensor],
-                   generator: torch.Generator) -> torch.Tensor:
+                   generator: torch.Generator, noise_scale: float) -> torch.Tensor:
     if isinstance(init, str) and init == "content":
         return content.clone()
     if isinstance(init, str) and init == "noise":
-        return torch.rand(content.shape, generator=generator)
+        noise = torch.rand(content.shape, generator=generator) * 2 - 1
+        return (0.5 + noise_scale * noise).clamp(0, 1)
     if isinstance(init, str) and init == "style":
         return resize_to(styles[0], tuple(content.shape[-2:])).expand_as(content).clone()
     return resize_to(load_image(init), tuple(content.shape[-2:])).expand_as(content).clone()
@@ -136,6 +137,7 @@ def stylize(
     optimizer: str = "lbfgs",
     optimizer_options: Mapping[str, Any] | None = None,
     init: str | ImageInput = "content",
+    noise_scale: float = 0.1,
     preserve_colour: str | None = None,
     device: str | torch.device | None = None,
     host: PluginHost | None = None,
@@ -158,6 +160,7 @@ def stylize(
             ``layers`` and the term's options) replacing the defaults.
         optimizer, optimizer_options: a registered optimiser and its options.
         init: ``"content"``, ``"noise"``, ``"style"`` or an image.
+        noise_scale: ``init="noise"`` is mid-grey plus uniform noise in ``±noise_scale``.
         preserve_colour: ``"luminance"`` (luminance-only transfer), ``"linear"`` or
             ``"histogram"`` (match the style's colours to the content first), or ``None``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; ``None`` picks CUDA when available.
@@ -205,8 +208,9 @@ def stylize(
     targets = compute_targets(run_ext, layers, content_t, styles, blend)
     for term in terms:
         term.module.to(dev).prepare(targets)
-    image = _initial_image(init, content_t.cpu(), [s.cpu() for s in styles], generator)
-    image = image.to(dev).requires_grad_(True)
+    image = _initial_image(init, content_t.cpu(), [s.cpu() for s in styles], generator,
+                           noise_scale)
+    image = image.to(dev).contiguous().requires_grad_(True)
     opt_entry = host.optimizers.entry(optimizer)
     opt = opt_entry.factory([image], **dict(optimizer_options or {}))
 

@@ -18,7 +18,7 @@ def test_every_named_layer_has_the_expected_shape(arch: str, pooling: str) -> No
     assert len(names) == (31 if arch == "vgg16" else 37)
     features = extractor(torch.rand(2, 3, 64, 48), names)
     for name, value in features.items():
-        block = int(name[4] if name.startswith("pool") else name[4])
+        block = int(name[4])
         scale = 2 ** (block if name.startswith("pool") else block - 1)
         assert value.shape == (2, CHANNELS[block], 64 // scale, 48 // scale), name
     pool_type = torch.nn.AvgPool2d if pooling == "avg" else torch.nn.MaxPool2d
@@ -101,7 +101,8 @@ def test_state_dict_file_round_trip(tmp_path) -> None:
     x = torch.rand(1, 3, 32, 32)
     assert torch.equal(loaded(x, ["relu3_1"])["relu3_1"], source(x, ["relu3_1"])["relu3_1"])
     caffe = VGGExtractor("vgg16", weights=path, normalization="caffe")
-    assert caffe.normalize.bgr and caffe.normalize.scale == 255
+    assert caffe.normalize.bgr
+    assert caffe.normalize.scale == 255
 
 
 def test_weight_file_errors_are_clear(tmp_path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -41,7 +42,7 @@ class FeatureExtractor(nn.Module):
     """
 
     layer_names: tuple[str, ...] = ()
-    aliases: dict[str, str] = {}
+    aliases: ClassVar[dict[str, str]] = {}
 
     def resolve(self, layer: str) -> str:
         """The canonical name of ``layer`` (aliases accepted); unknown names list valid ones."""

@@ -74,7 +74,8 @@ def read_state_file(path: str | Path) -> StateDict:
             "nstkit loads weights with torch.load(weights_only=True) and never runs such code"
         ) from None
     except Exception as exc:
-        raise WeightsError(f"cannot read weights file {path}: {type(exc).__name__}: {exc}") from None
+        message = f"cannot read weights file {path}: {type(exc).__name__}: {exc}"
+        raise WeightsError(message) from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path} is not a state dict of tensors")
     return state

@@ -75,10 +75,18 @@ class LossTerm(nn.Module):
     def __init__(self, layers: LayerSpec = None) -> None:
         super().__init__()
         self.layers: dict[str, float] = layer_weights(layers, self.default_layers)
+        if self.default_layers and not self.layers:
+            raise ValueError(f"{type(self).__name__} needs at least one layer")
 
     def bind(self, resolve: Callable[[str], str]) -> None:
         """Rewrite layer names to the extractor's canonical names (aliases resolved)."""
-        self.layers = {resolve(layer): weight for layer, weight in self.layers.items()}
+        resolved: dict[str, float] = {}
+        for layer, weight in self.layers.items():
+            name = resolve(layer)
+            if name in resolved:
+                raise ValueError(f"layer {layer!r} is listed twice (as {name!r} too)")
+            resolved[name] = weight
+        self.layers = resolved
 
     def prepare(self, targets: Targets) -> None:
         """Compute and keep whatever the term compares against. Called once per job."""

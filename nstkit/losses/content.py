@@ -20,7 +20,7 @@ def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         - target: ``(B, C, H, W)`` or ``(1, C, H, W)`` (broadcast).
         - Output: scalar.
     """
-    if features.shape[1:] != target.shape[1:]:
+    if features.shape[1:] != target.shape[1:] or target.shape[0] not in (1, features.shape[0]):
         raise ValueError(f"features {tuple(features.shape)} and target {tuple(target.shape)} "
                          "must have the same (C, H, W)")
     return F.mse_loss(features, target.expand_as(features))

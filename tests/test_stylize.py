@@ -1,0 +1,115 @@
+"""End-to-end stylisation with the real original VGG19 weights on 64 px images."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import nstkit
+from nstkit.image import load_image
+
+
+@pytest.fixture(scope="module")
+def pair(tiny):
+    return tiny / "content" / "tubingen.png", tiny / "style" / "great_wave.png"
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return 10 * math.log10(1 / ((a - b) ** 2).mean().item())
+
+
+def test_content_reconstruction_from_relu2_1_reaches_20_db(pair) -> None:
+    content, _ = pair
+    result = nstkit.stylize(content, content, size=None, iterations=300, init="noise", seed=0,
+                            losses=[{"name": "content", "layers": ["relu2_1"]}], device="cpu")
+    start = psnr(nstkit.stylize(content, content, size=None, iterations=0, init="noise",
+                                seed=0, losses=[{"name": "tv"}], device="cpu").image,
+                 load_image(content))
+    assert start < 15  # grey noise
+    assert psnr(result.image, load_image(content)) > 20
+
+
+def test_full_stylisation_lowers_the_loss_tenfold(pair) -> None:
+    result = nstkit.stylize(*pair, size=64, iterations=100, seed=0, device="cpu")
+    total = result.history["total"]
+    assert total[-1] < total[0] / 10
+    assert set(result.history) == {"content", "gram", "total"}
+    assert all(len(values) == 101 for values in result.history.values())
+    assert result.history["total"][5] == pytest.approx(
+        result.history["content"][5] + result.history["gram"][5], rel=1e-5)
+
+
+def test_result_carries_image_history_timing_and_device(pair, tmp_path) -> None:
+    result = nstkit.stylize(*pair, size=48, iterations=3, seed=0, device="cpu")
+    assert result.image.shape == (1, 3, 48, 48)
+    assert result.image.min() >= 0
+    assert result.image.max() <= 1
+    assert result.iterations == 3
+    assert result.device == "cpu"
+    assert result.wall_time > 0
+    assert result.pil.size == (48, 48)
+    path = result.save(tmp_path / "out.png")
+    assert load_image(path).shape == (1, 3, 48, 48)
+    assert result.settings["weights"] == "original"
+    assert result.settings["losses"][0]["layers"] == {"relu4_2": 1.0}
+
+
+def test_same_seed_same_image(pair) -> None:
+    kwargs = dict(size=32, iterations=3, init="noise", device="cpu")
+    a = nstkit.stylize(*pair, seed=1, **kwargs).image
+    b = nstkit.stylize(*pair, seed=1, **kwargs).image
+    c = nstkit.stylize(*pair, seed=2, **kwargs).image
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize(("optimizer", "options"), [("adam", {"lr": 0.02}), ("sgd", {"lr": 1e-8})])
+def test_first_order_optimisers_reduce_the_loss(pair, optimizer, options) -> None:
+    result = nstkit.stylize(*pair, size=32, iterations=20, seed=0, init="noise",
+                            optimizer=optimizer, optimizer_options=options, device="cpu")
+    assert result.history["total"][-1] < 0.8 * result.history["total"][0]
+
+
+def test_blended_styles_and_a_batch_of_contents(tiny) -> None:
+    contents = torch.cat([load_image(p) for p in sorted((tiny / "content").glob("*.png"))])
+    styles = sorted((tiny / "style").glob("*.png"))
+    result = nstkit.stylize(contents, styles, style_blend=[0.7, 0.3], size=None, iterations=2,
+                            extractor="vgg16", weights="random", pooling="avg",
+                            optimizer="adam", device="cpu")
+    assert result.image.shape == (2, 3, 64, 64)
+    assert result.settings["style_blend"] == pytest.approx([0.7, 0.3])
+    assert len(result.pil_images()) == 2
+
+
+@pytest.mark.parametrize("mode", ["luminance", "linear", "histogram"])
+def test_colour_preservation_keeps_the_content_chroma(pair, mode) -> None:
+    from nstkit.colour import chroma_loss
+
+    kwargs = dict(size=48, iterations=20, seed=0, device="cpu", style_weight=0.1)
+    plain = nstkit.stylize(*pair, **kwargs)
+    kept = nstkit.stylize(*pair, preserve_colour=mode, **kwargs)
+    content = load_image(pair[0])
+    content = torch.nn.functional.interpolate(content, size=(48, 48), mode="area")
+    assert chroma_loss(kept.image, content) < chroma_loss(plain.image, content)
+
+
+def test_colour_loss_term_pulls_towards_content_chroma(pair) -> None:
+    from nstkit.colour import chroma_loss
+
+    losses = [{"name": "content"}, {"name": "gram", "weight": 0.1}]
+    plain = nstkit.stylize(*pair, size=48, iterations=20, seed=0, device="cpu", losses=losses)
+    kept = nstkit.stylize(*pair, size=48, iterations=20, seed=0, device="cpu",
+                          losses=[*losses, {"name": "colour", "weight": 1e11}])
+    content = torch.nn.functional.interpolate(load_image(pair[0]), size=(48, 48), mode="area")
+    assert chroma_loss(kept.image, content) < 0.5 * chroma_loss(plain.image, content)
+
+
+def test_bad_arguments_are_refused(pair) -> None:
+    with pytest.raises(ValueError, match="preserve_colour must be one of"):
+        nstkit.stylize(*pair, preserve_colour="sepia")
+    with pytest.raises(ValueError, match="style_blend needs 1 non-negative weights"):
+        nstkit.stylize(*pair, style_blend=[0.5, 0.5])
+    with pytest.raises(nstkit.errors.UnknownComponentError, match="unknown layer 'relu9_1'"):
+        nstkit.stylize(*pair, size=32, iterations=1, content_layers=["relu9_1"], device="cpu")
