@@ -1,0 +1,145 @@
+"""The ``nstkit`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from nstkit.errors import NstkitError
+from nstkit.plugins import PluginHost, get_host
+
+app = typer.Typer(help="Neural style transfer (Gatys et al.) with pluggable components.",
+                  no_args_is_help=True, add_completion=False)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+Size = Annotated[int, typer.Option(help="Longest side of the result in pixels.")]
+Iterations = Annotated[int, typer.Option(help="Optimiser steps.")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
+
+
+def samples_dir() -> Path:
+    """The folder of sample images bundled with the package."""
+    return Path(str(resources.files("nstkit") / "data" / "samples"))
+
+
+def _fail(error: Exception) -> None:
+    if os.environ.get("NSTKIT_DEBUG"):
+        raise error
+    err.print(f"[red]error:[/red] {error}", highlight=False)
+    raise typer.Exit(2) from None
+
+
+def _host_with_progress(quiet: bool) -> PluginHost:
+    from nstkit.progress import ProgressDisplay
+
+    host = get_host()
+    if not quiet and not host.pm.has_plugin("nstkit.progress"):
+        host.add(ProgressDisplay(err), name="nstkit.progress")
+    return host
+
+
+@app.command()
+def stylize(
+    content: Annotated[Path, typer.Argument(help="Content image.")],
+    style: Annotated[list[Path], typer.Argument(help="One or more style images.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output image file.")],
+    size: Size = 512,
+    iterations: Iterations = 500,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    device: Device = "auto",
+    extractor: Annotated[str, typer.Option(help="Registered extractor name.")] = "vgg19",
+    pooling: Annotated[str, typer.Option(help="max | avg")] = "max",
+    weights: Annotated[str | None, typer.Option(help="original | torchvision | random | "
+                                                "path to a .pth")] = None,
+    optimizer: Annotated[str, typer.Option(help="Registered optimiser name.")] = "lbfgs",
+    content_weight: Annotated[float, typer.Option()] = 1.0,
+    style_weight: Annotated[float, typer.Option()] = 1e-3,
+    tv_weight: Annotated[float, typer.Option()] = 0.0,
+    init: Annotated[str, typer.Option(help="content | noise | style | image path")] = "content",
+    preserve_colour: Annotated[str | None, typer.Option(
+        help="luminance | linear | histogram")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Stylise one CONTENT image with STYLE image(s) and write the result to --out."""
+    import nstkit
+
+    try:
+        result = nstkit.stylize(
+            content, style, size=size, iterations=iterations, seed=seed, device=device,
+            extractor=extractor, pooling=pooling, weights=weights, optimizer=optimizer,
+            content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight,
+            init=init, preserve_colour=preserve_colour, host=_host_with_progress(quiet),
+            job_name=out.name,
+        )
+        result.save(out)
+    except (NstkitError, ValueError, OSError) as exc:
+        _fail(exc)
+    total = result.history["total"]
+    console.print(f"wrote {out} ({result.iterations} iterations, {result.wall_time:.1f} s on "
+                  f"{result.device}; total loss {total[0]:.4g} -> {total[-1]:.4g})")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out"),
+    size: Size = 256,
+    iterations: Iterations = 100,
+    device: Device = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Stylise every bundled sample photo with every bundled painting."""
+    import nstkit
+
+    contents = sorted((samples_dir() / "content").glob("*.jpg"))
+    styles = sorted((samples_dir() / "style").glob("*.jpg"))
+    host = _host_with_progress(quiet)
+    for content in contents:
+        for style in styles:
+            target = out / f"{content.stem}__{style.stem}.png"
+            try:
+                result = nstkit.stylize(content, style, size=size, iterations=iterations,
+                                        seed=0, device=device, host=host, job_name=target.name)
+            except (NstkitError, ValueError, OSError) as exc:
+                _fail(exc)
+            result.save(target)
+            console.print(f"wrote {target}")
+
+
+@app.command()
+def plugins() -> None:
+    """List plugins, their distributions and what each registers."""
+    table = Table("plugin", "distribution", "registers")
+    try:
+        infos = get_host().info()
+    except NstkitError as exc:
+        _fail(exc)
+    for info in infos:
+        dist = f"{info.distribution} {info.version}" if info.distribution else "(built-in)"
+        what = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.components.items())
+        table.add_row(info.name, dist, f"[red]failed: {info.error}[/red]" if info.error else what)
+    console.print(table)
+
+
+@app.command()
+def layers(
+    extractor: Annotated[str, typer.Argument(help="Registered extractor name.")] = "vgg19",
+) -> None:
+    """List the layer names an extractor accepts (and their aliases)."""
+    try:
+        built = get_host().extractors.get(extractor)(weights="random")
+    except NstkitError as exc:
+        _fail(exc)
+    aliases = {canonical: alias for alias, canonical in built.aliases.items()}
+    for name in built.layer_names:
+        console.print(name + (f"  (alias: {aliases[name]})" if name in aliases else ""))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from nstkit.cli import app, samples_dir
+from nstkit.image import load_image
+
+runner = CliRunner()
+
+
+def test_help_lists_every_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("stylize", "demo", "plugins", "layers"):
+        assert command in result.output
+
+
+def test_layers_lists_names_with_keras_aliases() -> None:
+    result = runner.invoke(app, ["layers", "vgg19"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0] == "conv1_1"
+    assert "relu4_2  (alias: block4_conv2)" in lines
+    assert lines[-1] == "pool5  (alias: block5_pool)"
+    assert len(lines) == 37
+
+
+def test_unknown_extractor_exits_2_without_traceback() -> None:
+    result = runner.invoke(app, ["layers", "vgg21"])
+    assert result.exit_code == 2
+    assert "unknown extractor 'vgg21'. Did you mean 'vgg19'? Available: vgg16, vgg19." in result.output
+    assert "Traceback" not in result.output
+
+
+def test_plugins_lists_the_builtins() -> None:
+    result = runner.invoke(app, ["plugins"])
+    assert result.exit_code == 0
+    for name in ("nstkit.default_plugins.losses", "shifted_gram", "colour", "lbfgs", "vgg19"):
+        assert name in result.output
+
+
+def test_stylize_writes_the_image(tiny, tmp_path) -> None:
+    out = tmp_path / "result.png"
+    args = ["stylize", str(tiny / "content" / "chelsea.png"), str(tiny / "style" / "shipwreck.png"),
+            "--out", str(out), "--size", "32", "--iterations", "2", "--device", "cpu", "-q"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"wrote {out} (2 iterations" in result.output
+    assert load_image(out).shape == (1, 3, 32, 32)
+
+
+def test_stylize_reports_a_missing_file(tmp_path) -> None:
+    result = runner.invoke(app, ["stylize", str(tmp_path / "nope.jpg"), str(tmp_path / "s.jpg"),
+                                 "--out", str(tmp_path / "o.png"), "--device", "cpu", "-q"])
+    assert result.exit_code == 2
+    assert "nope.jpg" in result.output
+
+
+def test_demo_uses_the_bundled_samples(tmp_path) -> None:
+    contents = sorted(p.name for p in (samples_dir() / "content").glob("*.jpg"))
+    styles = sorted(p.name for p in (samples_dir() / "style").glob("*.jpg"))
+    assert len(contents) >= 2
+    assert len(styles) >= 1
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--size", "32",
+                                 "--iterations", "1", "--device", "cpu", "-q"])
+    assert result.exit_code == 0, result.output
+    assert len(list(tmp_path.glob("*.png"))) == len(contents) * len(styles)
