@@ -28,7 +28,8 @@ def test_layers_lists_names_with_keras_aliases() -> None:
 def test_unknown_extractor_exits_2_without_traceback() -> None:
     result = runner.invoke(app, ["layers", "vgg21"])
     assert result.exit_code == 2
-    assert "unknown extractor 'vgg21'. Did you mean 'vgg19'? Available: vgg16, vgg19." in result.output
+    expected = "unknown extractor 'vgg21'. Did you mean 'vgg19'? Available: vgg16, vgg19."
+    assert expected in result.output
     assert "Traceback" not in result.output
 
 
