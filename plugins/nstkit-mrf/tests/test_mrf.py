@@ -1,0 +1,183 @@
+"""Tests of the nstkit-mrf plugin: the MRF loss's numbers, its contract, and end-to-end runs."""
+
+from __future__ import annotations
+
+import os
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import torch
+
+nstkit_mrf = pytest.importorskip(
+    "nstkit_mrf", reason="nstkit-mrf is not installed: pip install -e plugins/nstkit-mrf")
+
+from nstkit_mrf import MRFLoss, match_patches, mrf_loss, style_patches  # noqa: E402
+from nstkit_mrf import plugin as mrf_plugin  # noqa: E402
+
+import nstkit  # noqa: E402
+from nstkit.losses import Targets  # noqa: E402
+from nstkit.testing import check_loss, make_host, stylize_tiny, tiny_images  # noqa: E402
+
+SHARED_TINY = Path(os.environ.get(
+    "NSTKIT_TEST_IMAGES", Path(__file__).resolve().parents[4] / "shared" / "images")) / "tiny"
+
+
+def _random(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def _targets(*styles: dict[str, torch.Tensor], blend: list[float] | None = None) -> Targets:
+    blend = blend or [1.0 / len(styles)] * len(styles)
+    return Targets(torch.zeros(1, 3, 4, 4), {}, [], list(styles), blend)
+
+
+def _reference(features: torch.Tensor, style: torch.Tensor, k: int, style_stride: int,
+               image_stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loops: the NCC-best style patch of every image patch, and the mean squared distance."""
+    def patches(x: torch.Tensor, stride: int) -> list[torch.Tensor]:
+        return [x[:, i:i + k, j:j + k].flatten()
+                for i in range(0, x.shape[-2] - k + 1, stride)
+                for j in range(0, x.shape[-1] - k + 1, stride)]
+
+    bank = patches(style[0], style_stride)
+    total, count, indices = torch.zeros((), dtype=features.dtype), 0, []
+    for item in features:
+        row = []
+        for p in patches(item, image_stride):
+            ncc = torch.stack([p @ q / (p.norm() * q.norm()) for q in bank])
+            best = int(ncc.argmax())
+            row.append(best)
+            total = total + ((p - bank[best]) ** 2).sum()
+            count += p.numel()
+        indices.append(row)
+    return torch.tensor(indices), total / count
+
+
+class TestMRFLossNumbers:
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+    def test_zero_when_the_image_features_are_the_style_features(self, dtype) -> None:
+        features = _random(2, 8, 6, 7).to(dtype)[:1]
+        assert mrf_loss(features, style_patches([features])).item() == 0.0
+        term = MRFLoss(layers=["relu3_1"])
+        term.prepare(_targets({"relu3_1": features}))
+        assert term(torch.zeros(1, 3, 8, 8), {"relu3_1": features}).item() == 0.0
+
+    def test_known_case_matches_by_normalised_cross_correlation(self) -> None:
+        left = torch.ones(3, 3, dtype=torch.float64)  # parallel to the image patch: NCC 1
+        right = torch.full((3, 3), 2.0, dtype=torch.float64)
+        right[1, 1] = 0.0  # Euclidean distance 2 to the image patch (left: 3), NCC 0.94
+        style = torch.cat([left, right], dim=1).view(1, 1, 3, 6)
+        bank = style_patches([style], 3, stride=3)
+        assert bank.shape == (2, 1, 3, 3)
+        image = torch.full((1, 1, 3, 3), 2.0, dtype=torch.float64)
+        assert match_patches(image, bank).tolist() == [[0]]
+        assert mrf_loss(image, bank).item() == pytest.approx(1.0)  # mean((2 - 1)^2)
+
+    @pytest.mark.parametrize(("style_stride", "image_stride"), [(1, 1), (2, 1), (1, 2)])
+    def test_equals_an_explicit_loop_reference(self, style_stride, image_stride) -> None:
+        features, style = _random(2, 3, 6, 5, seed=1), _random(1, 3, 5, 7, seed=2)
+        bank = style_patches([style], 3, stride=style_stride)
+        indices, expected = _reference(features, style, 3, style_stride, image_stride)
+        got = match_patches(features, bank, stride=image_stride)
+        assert torch.equal(got, indices)
+        assert mrf_loss(features, bank, stride=image_stride).item() == pytest.approx(
+            expected.item(), rel=1e-12)
+
+    def test_chunked_matching_equals_one_chunk(self) -> None:
+        features, style = _random(1, 4, 7, 7, seed=3), _random(1, 4, 9, 8, seed=4)
+        bank = style_patches([style])
+        whole = match_patches(features, bank, chunk_size=10_000)
+        for chunk in (1, 5, 17):
+            assert torch.equal(match_patches(features, bank, chunk_size=chunk), whole)
+
+    def test_gradcheck_float64(self) -> None:
+        bank = style_patches([_random(1, 2, 5, 6, seed=5)])
+        features = _random(1, 2, 4, 5, seed=6).requires_grad_(True)
+        assert torch.autograd.gradcheck(lambda f: mrf_loss(f, bank), (features,))
+
+    def test_optimising_the_features_lowers_it(self) -> None:
+        # overlapping patches compete for matches, so the minimum is not 0 (here 0.31 x start)
+        bank = style_patches([_random(1, 4, 8, 8, seed=10)])
+        features = _random(1, 4, 6, 6, seed=11).requires_grad_(True)
+        optimizer = torch.optim.Adam([features], lr=0.02)
+        initial = mrf_loss(features, bank).item()
+        for _ in range(100):
+            optimizer.zero_grad()
+            loss = mrf_loss(features, bank)
+            loss.backward()
+            optimizer.step()
+        assert mrf_loss(features, bank).item() < 0.5 * initial
+
+    def test_matching_carries_no_gradient(self) -> None:
+        bank = style_patches([_random(1, 2, 5, 6, seed=5)])
+        features = _random(1, 2, 4, 5, seed=6).requires_grad_(True)
+        assert not match_patches(features, bank).requires_grad
+        assert mrf_loss(features, bank).requires_grad
+
+    def test_patches_of_all_styles_with_nonzero_blend_are_pooled(self) -> None:
+        a, b, c = (_random(1, 2, 4, 4, seed=s) for s in (7, 8, 9))
+        term = MRFLoss(layers=["relu3_1"])
+        term.prepare(_targets({"relu3_1": a}, {"relu3_1": b}, {"relu3_1": c},
+                              blend=[0.5, 0.0, 0.5]))
+        assert torch.equal(term.patches["relu3_1"], torch.cat([style_patches([a]),
+                                                               style_patches([c])]))
+
+    def test_too_small_features_are_reported(self) -> None:
+        with pytest.raises(ValueError, match="style features are 2x5, smaller than the 3x3"):
+            style_patches([torch.rand(1, 2, 2, 5)])
+        with pytest.raises(ValueError, match="features are 2x2, smaller than the 3x3"):
+            mrf_loss(torch.rand(1, 2, 2, 2), style_patches([torch.rand(1, 2, 4, 4)]))
+
+    def test_bad_options_are_reported(self) -> None:
+        with pytest.raises(ValueError, match="style_stride must be a positive integer, got 0"):
+            MRFLoss(style_stride=0)
+        with pytest.raises(RuntimeError, match=r"prepare\(\) must be called"):
+            MRFLoss()(torch.rand(1, 3, 8, 8), {})
+
+    def test_default_layers_are_relu3_1_and_relu4_1(self) -> None:
+        assert MRFLoss().layers == {"relu3_1": 0.5, "relu4_1": 0.5}
+
+
+class TestPlugin:
+    def test_keeps_the_loss_contract(self) -> None:
+        check_loss(MRFLoss)
+        check_loss(MRFLoss, layers={"relu2_1": 1.0}, options={"style_stride": 2,
+                                                               "image_stride": 2})
+
+    def test_registers_mrf(self) -> None:
+        entry = make_host(mrf_plugin).losses.entry("mrf")
+        assert entry.factory is MRFLoss
+        assert entry.plugin == "nstkit_mrf.plugin"
+
+    def test_entry_point_is_installed(self) -> None:
+        eps = {ep.name: ep.value for ep in metadata.entry_points(group="nstkit")}
+        assert eps.get("mrf") == "nstkit_mrf.plugin"
+
+    def test_runs_end_to_end_on_the_tiny_extractor(self) -> None:
+        result = stylize_tiny(make_host(mrf_plugin), iterations=4, init="noise",
+                              losses=[{"name": "mrf"}])
+        history = result.history["mrf"]
+        assert len(history) == 5
+        assert history[-1] < history[0]
+
+    def test_stylize_with_random_vgg19_weights_lowers_it(self) -> None:
+        images = tiny_images(32)
+        result = nstkit.stylize(
+            images.content, images.style, size=None, iterations=5, weights="random",
+            losses=[{"name": "content"}, {"name": "mrf", "weight": 1e4}],
+            host=make_host(mrf_plugin), device="cpu", seed=0)
+        assert result.image.shape == (1, 3, 32, 32)
+        assert set(result.history) == {"content", "mrf", "total"}
+        assert result.history["mrf"][-1] < 0.7 * result.history["mrf"][0]
+
+    @pytest.mark.slow
+    def test_stylize_the_shared_tiny_images_with_the_original_weights(self) -> None:
+        if not SHARED_TINY.is_dir():
+            pytest.skip(f"shared test images not found at {SHARED_TINY} (NSTKIT_TEST_IMAGES)")
+        result = nstkit.stylize(
+            SHARED_TINY / "content" / "tubingen.png", SHARED_TINY / "style" / "great_wave.png",
+            size=64, iterations=5, losses=[{"name": "content"}, {"name": "mrf", "weight": 1.0}],
+            host=make_host(mrf_plugin), device="cpu", seed=0)
+        assert result.history["mrf"][-1] < 0.9 * result.history["mrf"][0]
+        assert result.history["total"][-1] < 0.9 * result.history["total"][0]
