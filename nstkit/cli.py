@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from nstkit.errors import NstkitError
+from nstkit.errors import NstkitError, RecipeError
 from nstkit.plugins import PluginHost, get_host
 
 app = typer.Typer(help="Neural style transfer (Gatys et al.) with pluggable components.",
@@ -32,7 +33,14 @@ def samples_dir() -> Path:
 def _fail(error: Exception) -> None:
     if os.environ.get("NSTKIT_DEBUG"):
         raise error
-    err.print(f"[red]error:[/red] {error}", highlight=False)
+    if isinstance(error, RecipeError):
+        count = len(error.problems)
+        err.print(f"[red]error:[/red] invalid recipe ({count} problem{'s' * (count > 1)}):",
+                  highlight=False)
+        for problem in error.problems:
+            err.print(f"  {problem}", highlight=False, markup=False)
+    else:
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
     raise typer.Exit(2) from None
 
 
@@ -139,6 +147,11 @@ def layers(
     aliases = {canonical: alias for alias, canonical in built.aliases.items()}
     for name in built.layer_names:
         console.print(name + (f"  (alias: {aliases[name]})" if name in aliases else ""))
+
+
+from nstkit import cli_run  # noqa: E402  (registers run, recipes, validate on app)
+
+__all__ = ["app", "cli_run", "main"]
 
 
 def main() -> None:

@@ -5,8 +5,10 @@ Knows nothing of files, recipes or plugins' names; reports progress through ``no
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,15 +38,58 @@ def feature_layers(terms: Sequence[WeightedTerm], extractor: FeatureExtractor) -
     return sorted(layers, key=extractor.depth)
 
 
+class StyleCache:
+    """Style features kept across jobs, keyed by extractor, layers and the style's pixels.
+
+    A batch over many content images computes each style's targets once per size.
+
+    Args:
+        max_items: how many style feature sets to keep (least recently used dropped first).
+    """
+
+    def __init__(self, max_items: int = 16) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[tuple, dict[str, torch.Tensor]] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def features(self, extractor: FeatureExtractor, extractor_key: Hashable,
+                 layers: Sequence[str], style: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``extractor(style, layers)``, computed once per distinct key."""
+        digest = hashlib.blake2b(style.detach().cpu().contiguous().numpy().tobytes(),
+                                 digest_size=16).hexdigest()
+        key = (extractor_key, tuple(layers), tuple(style.shape), str(style.device),
+               style.dtype, digest)
+        if key in self._items:
+            self.hits += 1
+            self._items.move_to_end(key)
+            return self._items[key]
+        self.misses += 1
+        self._items[key] = extractor(style, layers)
+        while len(self._items) > self.max_items:
+            self._items.popitem(last=False)
+        return self._items[key]
+
+
 @torch.no_grad()
 def compute_targets(extractor: FeatureExtractor, layers: Sequence[str], content: torch.Tensor,
-                    styles: Sequence[torch.Tensor], blend: Sequence[float]) -> Targets:
-    """Features of the content and of each style image, computed once per job."""
+                    styles: Sequence[torch.Tensor], blend: Sequence[float],
+                    cache: StyleCache | None = None,
+                    extractor_key: Hashable = None) -> Targets:
+    """Features of the content and of each style image, computed once per job.
+
+    With a ``cache`` (and an ``extractor_key`` naming the extractor), style features are
+    shared between jobs that use the same style image at the same size.
+    """
+    def style_features(style: torch.Tensor) -> dict[str, torch.Tensor]:
+        if cache is None:
+            return extractor(style, layers)
+        return cache.features(extractor, extractor_key, layers, style)
+
     return Targets(
         content_image=content,
         content_features=extractor(content, layers),
         style_images=list(styles),
-        style_features=[extractor(style, layers) for style in styles],
+        style_features=[style_features(style) for style in styles],
         style_blend=list(blend),
     )
 

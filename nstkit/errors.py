@@ -32,3 +32,15 @@ class WeightsError(NstkitError):
 
 class LossError(NstkitError):
     """A loss term produced something that is not a finite scalar."""
+
+
+class RecipeError(NstkitError):
+    """A recipe that cannot be read or does not validate; lists every problem found.
+
+    Attributes:
+        problems: one ``"<file>: <key path>: <what is wrong>"`` line per problem.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)

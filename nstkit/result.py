@@ -18,8 +18,9 @@ class StyleResult:
 
     Attributes:
         image: ``(B, 3, H, W)`` on the CPU, RGB in ``[0, 1]``.
-        history: per loss term (weighted) and ``"total"``: the initial value, the value before
-            each later step and the value of the result (``iterations + 1`` entries).
+        history: per loss term (weighted) and ``"total"``, stage after stage: the initial value,
+            the value before each later step and the value of the result (``iterations + 1``
+            entries for one stage; one more per extra multi-scale stage).
         iterations: optimiser steps taken.
         wall_time: seconds spent optimising (targets included, extractor loading excluded).
         device: the device the optimisation ran on.

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from nstkit import colour
-from nstkit.engine import WeightedTerm, compute_targets, feature_layers, optimise
+from nstkit.engine import StyleCache, WeightedTerm, compute_targets, feature_layers, optimise
 from nstkit.errors import NstkitError, PluginError
 from nstkit.extractors import FeatureExtractor
 from nstkit.image import ImageInput, load_image, resize_longest, resize_to
@@ -115,6 +115,89 @@ def _blend(style_blend: Sequence[float] | None, count: int) -> list[float]:
     return [b / sum(blend) for b in blend]
 
 
+def stage_plan(iterations: int, multiscale: Sequence[tuple[float, float]] | None
+               ) -> list[tuple[float, int]]:
+    """``(scale, steps)`` per stage: ``multiscale`` pairs ``(scale, share of iterations)``.
+
+    Shares are normalised and rounded cumulatively, so the steps add up to ``iterations``.
+    """
+    if not multiscale:
+        return [(1.0, iterations)]
+    total = sum(share for _, share in multiscale)
+    plan, done, cumulative = [], 0, 0.0
+    for scale, share in multiscale:
+        cumulative += share
+        upto = round(iterations * cumulative / total)
+        plan.append((float(scale), upto - done))
+        done = upto
+    return plan
+
+
+def _stage_inputs(original: torch.Tensor, style_images: Sequence[torch.Tensor], scale: float,
+                  style_scale: float, preserve_colour: str | None
+                  ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Content and styles at one stage's size, colour-adjusted as ``preserve_colour`` asks."""
+    content = resize_longest(original, max(16, round(max(original.shape[-2:]) * scale)))
+    side = round(max(content.shape[-2:]) * style_scale)
+    styles = [resize_longest(s, side) for s in style_images]
+    if preserve_colour in ("linear", "histogram"):
+        match = colour.match_colour_linear if preserve_colour == "linear" \
+            else colour.match_colour_histogram
+        styles = [match(s, content) for s in styles]
+    elif preserve_colour == "luminance":
+        pairs = [colour.luminance_only_inputs(content, s) for s in styles]
+        content, styles = pairs[0][0], [p[1] for p in pairs]
+    return content, styles
+
+
+@dataclass
+class _Stages:
+    """What every stage of one job shares."""
+
+    host: PluginHost
+    job: JobInfo
+    device: torch.device
+    extractor: FeatureExtractor
+    extractor_key: int
+    layers: list[str]
+    terms: list[WeightedTerm]
+    cache: StyleCache | None
+
+
+def _run_stages(run: _Stages, plan: list[tuple[float, int]], original: torch.Tensor,
+                style_images: list[torch.Tensor], style_scale: float,
+                preserve_colour: str | None, blend: list[float],
+                initial: Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor],
+                make_optimizer: Callable[[list[torch.Tensor]], Any],
+                ) -> tuple[torch.Tensor, dict[str, list[float]]]:
+    """Optimise stage by stage, each started from the previous stage's result, upsampled."""
+    history: dict[str, list[float]] = {}
+    image: torch.Tensor | None = None
+    done = 0
+    for scale, steps in plan:
+        content, styles = _stage_inputs(original, style_images, scale, style_scale,
+                                        preserve_colour)
+        content, styles = content.to(run.device), [s.to(run.device) for s in styles]
+        targets = compute_targets(run.extractor, run.layers, content, styles, blend, run.cache,
+                                  run.extractor_key)
+        for term in run.terms:
+            term.module.to(run.device).prepare(targets)
+        start = initial(content.cpu(), [s.cpu() for s in styles]) if image is None \
+            else resize_to(image.detach().cpu(), tuple(content.shape[-2:]))
+        image = start.to(run.device).contiguous().requires_grad_(True)
+
+        def notify(step: int, offset: int = done, **kw: Any) -> None:
+            run.host.notify("on_step", job=run.job, step=offset + step, **kw)
+
+        stage = optimise(image, run.terms, run.extractor, run.layers, make_optimizer([image]),
+                         steps, notify=notify)
+        for name, values in stage.items():
+            history.setdefault(name, []).extend(values)
+        done += steps
+    assert image is not None
+    return image, history
+
+
 def stylize(
     content: ImageInput,
     style: ImageInput | Sequence[ImageInput],
@@ -127,6 +210,7 @@ def stylize(
     extractor: str | FeatureExtractor = "vgg19",
     pooling: str = "max",
     weights: str | None = None,
+    extractor_options: Mapping[str, Any] | None = None,
     content_layers: Sequence[str] | Mapping[str, float] | None = None,
     style_layers: Sequence[str] | Mapping[str, float] | None = None,
     content_weight: float = 1.0,
@@ -139,21 +223,26 @@ def stylize(
     init: str | ImageInput = "content",
     noise_scale: float = 0.1,
     preserve_colour: str | None = None,
+    multiscale: Sequence[tuple[float, float]] | None = None,
     device: str | torch.device | None = None,
     host: PluginHost | None = None,
     job_name: str = "stylize",
+    job_extra: Mapping[str, Any] | None = None,
+    cache: StyleCache | None = None,
 ) -> StyleResult:
     """Stylise ``content`` with ``style`` by optimising the image (Gatys et al. 2016).
 
     Args:
-        content: a path, PIL image or tensor ``(B, 3, H, W)`` / ``(3, H, W)``, RGB in ``[0, 1]``.
+        content: a path, PIL image or tensor ``(B, 3, H, W)`` / ``(3, H, W)``, RGB in ``[0, 1]``;
+            a batch is optimised together (one loss, the mean over the batch).
         style: one style image or a list of them (blended by ``style_blend``).
         size: longest side of the result in pixels (``None`` keeps the content's size).
         style_scale: style images' longest side relative to the result's.
         iterations: optimiser steps.
         seed: seeds the noise initialisation and torch's global generator.
         extractor: a registered extractor name or a built :class:`FeatureExtractor`.
-        pooling, weights: extractor options (``weights=None`` is the extractor's default).
+        pooling, weights, extractor_options: extractor options (``weights=None`` is the
+            extractor's default).
         content_layers, style_layers, content_weight, style_weight, tv_weight, style_loss:
             the default Gatys terms; ignored when ``losses`` is given.
         losses: explicit loss terms (:class:`LossSpec` or dicts with ``name``, ``weight``,
@@ -163,9 +252,13 @@ def stylize(
         noise_scale: ``init="noise"`` is mid-grey plus uniform noise in ``±noise_scale``.
         preserve_colour: ``"luminance"`` (luminance-only transfer), ``"linear"`` or
             ``"histogram"`` (match the style's colours to the content first), or ``None``.
+        multiscale: ``(scale, share)`` pairs, coarse to fine, ending at scale 1: each stage
+            runs ``share`` of the iterations at ``scale`` times ``size`` and initialises the
+            next stage with its result, upsampled.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; ``None`` picks CUDA when available.
         host: the plugin host (default: the process-wide one with installed plugins).
-        job_name: the job's name in lifecycle hooks.
+        job_name, job_extra: the job's name and details in lifecycle hooks.
+        cache: style features shared between calls (see :class:`StyleCache`).
 
     Returns:
         A :class:`StyleResult` with the image ``(B, 3, H, W)`` on the CPU, RGB in ``[0, 1]``.
@@ -182,43 +275,29 @@ def stylize(
     generator = torch.Generator().manual_seed(seed if seed is not None else 0)
     if seed is not None:
         torch.manual_seed(seed)
-
     original = resize_longest(load_image(content), size)
-    target_side = round(max(original.shape[-2:]) * style_scale)
-    styles = [resize_longest(load_image(s), target_side) for s in styles_in]
-    content_t = original
-    if preserve_colour in ("linear", "histogram"):
-        match = colour.match_colour_linear if preserve_colour == "linear" \
-            else colour.match_colour_histogram
-        styles = [match(s, original) for s in styles]
-    elif preserve_colour == "luminance":
-        pairs = [colour.luminance_only_inputs(original, s) for s in styles]
-        content_t, styles = pairs[0][0], [p[1] for p in pairs]
-
+    style_images = [load_image(s) for s in styles_in]
     specs = [LossSpec.coerce(s) for s in losses] if losses is not None else default_losses(
         content_layers, style_layers, content_weight, style_weight, tv_weight, style_loss)
     ext = extractor if isinstance(extractor, FeatureExtractor) else build_extractor(
-        host, extractor, dev, pooling=pooling, weights=weights)
+        host, extractor, dev, pooling=pooling, weights=weights, **dict(extractor_options or {}))
     terms = build_terms(host, specs)
     layers = feature_layers(terms, ext)
     run_ext = ext.truncated(layers) if layers and hasattr(ext, "truncated") else ext
 
+    plan = stage_plan(iterations, multiscale)
+    job = JobInfo(job_name, iterations, str(dev), tuple(original.shape[-2:]),
+                  dict(job_extra or {}))
     start = time.perf_counter()
-    content_t, styles = content_t.to(dev), [s.to(dev) for s in styles]
-    targets = compute_targets(run_ext, layers, content_t, styles, blend)
-    for term in terms:
-        term.module.to(dev).prepare(targets)
-    image = _initial_image(init, content_t.cpu(), [s.cpu() for s in styles], generator,
-                           noise_scale)
-    image = image.to(dev).contiguous().requires_grad_(True)
-    opt_entry = host.optimizers.entry(optimizer)
-    opt = opt_entry.factory([image], **dict(optimizer_options or {}))
-
-    job = JobInfo(job_name, iterations, str(dev), tuple(image.shape[-2:]))
     host.notify("on_job_start", job=job)
     try:
-        history = optimise(image, terms, run_ext, layers, opt, iterations,
-                           notify=lambda **kw: host.notify("on_step", job=job, **kw))
+        image, history = _run_stages(
+            _Stages(host, job, dev, run_ext, id(ext), layers, terms, cache), plan, original,
+            style_images, style_scale, preserve_colour, blend,
+            lambda content, styles: _initial_image(init, content, styles, generator,
+                                                   noise_scale),
+            lambda params: host.optimizers.entry(optimizer).factory(
+                params, **dict(optimizer_options or {})))
     except BaseException as exc:
         host.notify("on_job_end", job=job, result=None, error=exc)
         raise
@@ -233,7 +312,7 @@ def stylize(
                    for s, t in zip([s for s in specs if s.weight], terms, strict=True)],
         "optimizer": optimizer, "optimizer_options": dict(optimizer_options or {}),
         "init": init if isinstance(init, str) else "image", "preserve_colour": preserve_colour,
-        "style_blend": blend,
+        "style_blend": blend, "stages": [list(stage) for stage in plan],
     }
     result = StyleResult(out.cpu(), history, iterations, time.perf_counter() - start, str(dev),
                          settings)

@@ -1,0 +1,210 @@
+"""``nstkit run``, ``nstkit recipes`` and ``nstkit validate``: recipes over folders of images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+from rich.table import Table
+
+from nstkit.cli import _fail, app, console, err
+from nstkit.errors import NstkitError
+from nstkit.plugins import get_host
+
+recipes_app = typer.Typer(help="List built-in recipes, or show one resolved.",
+                          invoke_without_command=True)
+app.add_typer(recipes_app, name="recipes")
+
+Sets = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a recipe key: --set losses.1.weight=1e-2 (repeatable).")]
+
+
+def _load(recipe: str, sets: list[str]):
+    from nstkit.recipe import load_recipe
+
+    try:
+        return load_recipe(recipe, sets)
+    except NstkitError as exc:
+        _fail(exc)
+
+
+def _check_device(device: str) -> None:
+    if device == "auto" or device == "cpu":
+        return
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        _fail(NstkitError(f"--device must be auto, cpu, cuda or cuda:N; got {device!r}"))
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        _fail(NstkitError(f"--device {device}: CUDA is not available on this machine "
+                          f"(use --device cpu or auto)"))
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        _fail(NstkitError(f"--device {device}: only {torch.cuda.device_count()} CUDA "
+                          f"device(s) here"))
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        _fail(NstkitError(f"--out {str(out)!r} exists and is not a folder"))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".nstkit-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        _fail(NstkitError(f"--out {str(out)!r} is not writable: {exc.strerror or exc}"))
+
+
+@app.command()
+def run(
+    recipe: Annotated[str, typer.Argument(help="A built-in recipe name or a YAML file.")],
+    content: Annotated[list[Path], typer.Option(help="Content image or folder (repeatable).")],
+    style: Annotated[list[Path], typer.Option(help="Style image or folder (repeatable).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    recursive: Annotated[bool, typer.Option(help="Search folders recursively.")] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    size: Annotated[int | None, typer.Option(help="Override the recipe's size.")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Override the iterations.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
+    sets: Sets = None,
+    batch_size: Annotated[int, typer.Option(
+        min=1, help="Same-size content images optimised together per style.")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="Redo jobs that are already done.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the planned jobs and stop.")] = False,
+    shard: Annotated[str | None, typer.Option(
+        help="Run shard I of N (0-based), e.g. 0/4, for job arrays.")] = None,
+    save_every: Annotated[int | None, typer.Option(
+        min=0, help="Save intermediate images every N steps under OUT/steps/.")] = None,
+    fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed job.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain one line per job.")] = False,
+) -> None:
+    """Apply RECIPE to every content x style pair; resumable, recorded in OUT/manifest.jsonl.
+
+    Exit codes: 0 all done, 1 some jobs failed, 2 bad usage or recipe, 130 interrupted.
+    """
+    from nstkit.runner.plan import find_images, parse_shard, plan_jobs, select_shard
+
+    named = {"size": size, "optimizer.iterations": iterations, "seed": seed,
+             "output.save_every": save_every}
+    overrides = [*(sets or []), *(f"{k}={v}" for k, v in named.items() if v is not None)]
+    resolved = _load(recipe, overrides)
+    _check_device(device)
+    try:
+        contents = [p for path in content for p in find_images(path, recursive, "content")]
+        styles = [p for path in style for p in find_images(path, recursive, "style")]
+        shard_spec = parse_shard(shard) if shard else None
+    except NstkitError as exc:
+        _fail(exc)
+    jobs = plan_jobs(contents, styles, resolved.name, resolved.data["output"]["format"])
+    if shard_spec:
+        jobs = select_shard(jobs, *shard_spec)
+    if dry_run:
+        _print_plan(jobs, resolved, out)
+        return
+    _prepare_out(out)
+    _run(resolved, jobs, out, device, batch_size, overwrite, fail_fast, shard_spec, quiet)
+
+
+def _print_plan(jobs, recipe, out: Path) -> None:
+    from nstkit.runner.execute import InputHashes, split_done
+
+    todo, done = split_done(jobs, recipe, out, False, InputHashes())
+    table = Table("content", "style", "output", "status", title=f"{recipe.name}: "
+                  f"{len(todo)} to do, {len(done)} done")
+    finished = set(done)
+    for job in jobs:
+        table.add_row(str(job.content), str(job.style), str(out / job.output),
+                      "done" if job in finished else "to do")
+    console.print(table)
+
+
+def _run(recipe, jobs, out: Path, device: str, batch_size: int, overwrite: bool,
+         fail_fast: bool, shard, quiet: bool) -> None:
+    from nstkit.runner.display import BatchDisplay
+    from nstkit.runner.execute import InputHashes, RunOptions, run_batch, split_done, write_summary
+
+    host = get_host()
+    todo, done = split_done(jobs, recipe, out, overwrite, InputHashes())
+    display = BatchDisplay(err, live=err.is_terminal and not quiet)
+    options = RunOptions(out, device, batch_size, overwrite, fail_fast, shard)
+    display.start(len(todo), len(done))
+    host.add(display, name="nstkit.runner.display")
+    try:
+        summary = run_batch(recipe, todo, options, host, lambda o: display.job_finished(
+            o.job.output, o.status, o.seconds, o.error or ""))
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except NstkitError as exc:
+        _fail(exc)
+    finally:
+        display.close()
+        host.pm.unregister(name="nstkit.runner.display")
+    write_summary(out, summary, len(done))
+    _print_summary(summary, len(todo), len(done), out)
+    raise typer.Exit(summary.exit_code)
+
+
+def _print_summary(summary, planned: int, skipped: int, out: Path) -> None:
+    table = Table("done", "failed", "skipped (already done)", "not run",
+                  title=f"nstkit run -> {out}" + (" (interrupted)" if summary.interrupted else ""))
+    finished = summary.count("done") + summary.count("failed")
+    table.add_row(str(summary.count("done")), str(summary.count("failed")), str(skipped),
+                  str(planned - finished))
+    console.print(table)
+    failed = [o for o in summary.outcomes if o.status == "failed"]
+    if failed:
+        failures = Table("output", "error", title="failed jobs")
+        for outcome in failed:
+            failures.add_row(outcome.job.output, outcome.error or "")
+        console.print(failures)
+    console.print(f"manifest: {out / 'manifest.jsonl'}", highlight=False)
+
+
+@recipes_app.callback()
+def recipes(ctx: typer.Context) -> None:
+    """List the built-in recipes with their descriptions."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from nstkit.recipe import builtin_recipes, load_recipe
+
+    table = Table("recipe", "description")
+    for name in sorted(builtin_recipes()):
+        try:
+            table.add_row(name, load_recipe(name).description)
+        except NstkitError as exc:
+            table.add_row(name, f"[red]invalid: {exc}[/red]")
+    console.print(table)
+
+
+@recipes_app.command("show")
+def recipes_show(
+    recipe: Annotated[str, typer.Argument(help="A built-in recipe name or a YAML file.")],
+    sets: Sets = None,
+) -> None:
+    """Print RECIPE resolved (extends and --set applied, defaults filled in) as YAML."""
+    resolved = _load(recipe, sets or [])
+    console.print(resolved.to_yaml(), highlight=False, markup=False, end="")
+
+
+@app.command()
+def validate(
+    recipes: Annotated[list[str], typer.Argument(help="Recipe names or YAML files.")],
+    sets: Sets = None,
+) -> None:
+    """Check recipes; report every problem with its file and key path (exit code 2)."""
+    from nstkit.errors import RecipeError
+    from nstkit.recipe import load_recipe
+
+    problems: list[str] = []
+    for recipe in recipes:
+        try:
+            resolved = load_recipe(recipe, sets or [])
+        except RecipeError as exc:
+            problems += exc.problems
+            continue
+        console.print(f"{resolved.source}: ok ({resolved.name}, hash {resolved.hash[:12]})",
+                      highlight=False)
+    if problems:
+        _fail(RecipeError(problems))

@@ -1,0 +1,6 @@
+"""YAML recipes: one file describes a whole stylisation (see the README's "Recipes")."""
+
+from nstkit.recipe.loader import builtin_recipes, load_recipe, parse_set
+from nstkit.recipe.model import Recipe
+
+__all__ = ["Recipe", "builtin_recipes", "load_recipe", "parse_set"]

@@ -1,0 +1,223 @@
+"""Finding recipes, following ``extends``, applying ``set``/``--set`` and validating the result."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nstkit.errors import RecipeError
+from nstkit.plugins import PluginHost, get_host
+from nstkit.recipe.model import Recipe
+from nstkit.recipe.schema import DEFAULTS, FILE_ONLY_KEYS, Path_, Validator, format_path, show
+from nstkit.recipe.yamlio import parse
+
+BUILTIN_PACKAGE = "nstkit.recipes"
+SET_SOURCE = "--set"
+
+
+def builtin_recipes() -> dict[str, Traversable]:
+    """Built-in recipe name -> its YAML resource (works in editable and wheel installs)."""
+    folder = resources.files(BUILTIN_PACKAGE)
+    return {item.name[:-5]: item for item in folder.iterdir() if item.name.endswith(".yaml")}
+
+
+def is_path(ref: str | Path) -> bool:
+    """A recipe reference is a file path (not a built-in name) when it looks like one."""
+    text = str(ref)
+    return isinstance(ref, Path) or text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text
+
+
+@dataclass
+class _Layer:
+    """One recipe file in an ``extends`` chain."""
+
+    label: str
+    name: str
+    data: dict[str, Any]
+
+
+@dataclass
+class _Provenance:
+    """Which file (or ``--set``) gave each key path of the merged recipe."""
+
+    default: str
+    sources: dict[Path_, str] = field(default_factory=dict)
+
+    def record(self, value: Any, label: str, path: Path_ = ()) -> None:
+        for key in [k for k in self.sources if k[: len(path)] == path and len(k) > len(path)]:
+            del self.sources[key]
+        self.sources[path] = label
+        children = value.items() if isinstance(value, Mapping) else (
+            enumerate(value) if isinstance(value, list) else ())
+        for key, child in children:
+            self.record(child, label, (*path, key))
+
+    def merge_record(self, value: Mapping[str, Any], base: Any, label: str,
+                     path: Path_ = ()) -> None:
+        for key, child in value.items():
+            here = (*path, key)
+            if isinstance(child, Mapping) and isinstance(base, Mapping) and \
+                    isinstance(base.get(key), Mapping):
+                self.sources[here] = label
+                self.merge_record(child, base[key], label, here)
+            else:
+                self.record(child, label, here)
+
+    def __call__(self, path: Path_) -> str:
+        for end in range(len(path), 0, -1):
+            if path[:end] in self.sources:
+                return self.sources[path[:end]]
+        return self.default
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` on top of ``base``: mappings merge key by key; lists and scalars replace."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _read(ref: str | Path, relative_to: Path | None) -> tuple[str, str, str, Path | None]:
+    """``(label, name, text, folder)`` of a recipe reference; raises RecipeError."""
+    if not is_path(ref):
+        found = builtin_recipes()
+        if str(ref) not in found:
+            names = ", ".join(sorted(found))
+            raise RecipeError([f"{ref}: no built-in recipe of that name and no such file "
+                               f"(built-in recipes: {names})"])
+        return f"{ref}.yaml (built-in)", str(ref), found[str(ref)].read_text("utf-8"), None
+    path = Path(ref)
+    if relative_to is not None and not path.is_absolute():
+        path = relative_to / path
+    try:
+        return str(path), path.stem, path.read_text("utf-8"), path.parent
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise RecipeError([f"{path}: cannot read the recipe: {reason}"]) from None
+
+
+def _parse(label: str, text: str) -> dict[str, Any]:
+    try:
+        data = parse(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError([f"{label}: invalid YAML{where}: {problem}"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RecipeError([f"{label}: a recipe must be a mapping of keys, got {show(data)}"])
+    return data
+
+
+def read_chain(ref: str | Path, relative_to: Path | None = None,
+               seen: tuple[str, ...] = ()) -> list[_Layer]:
+    """The recipe and every recipe it ``extends``, root first."""
+    label, name, text, folder = _read(ref, relative_to)
+    if label in seen:
+        cycle = " -> ".join([*seen[seen.index(label):], label])
+        raise RecipeError([f"{label}: extends: cycle {cycle}"])
+    data = _parse(label, text)
+    parent = data.get("extends")
+    if parent is None:
+        return [_Layer(label, name, data)]
+    if not isinstance(parent, str) or not parent:
+        raise RecipeError([f"{label}: extends: must be a recipe name or path, got {show(parent)}"])
+    return [*read_chain(parent, folder, (*seen, label)), _Layer(label, name, data)]
+
+
+def parse_set(item: str) -> tuple[list[str | int], Any]:
+    """``"losses.0.weight=1e-2"`` -> ``(["losses", 0, "weight"], 0.01)`` (value read as YAML)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError([f"{SET_SOURCE} {item}: expected key.path=value"])
+    try:
+        value = parse(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    return parts, value
+
+
+def apply_set(data: dict[str, Any], parts: Sequence[str | int], value: Any, label: str) -> None:
+    """Set ``data[parts...] = value``, creating mappings; list index ``len`` appends."""
+    node: Any = data
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = format_path(tuple(parts[: depth + 1]))
+        if isinstance(node, list):
+            if not isinstance(part, int) or part > len(node):
+                raise RecipeError([f"{label}: {where}: no item {part!r} in a list of "
+                                   f"{len(node)} (use 0..{len(node)})"])
+            if part == len(node):
+                node.append({} if not last else None)
+        elif isinstance(node, dict):
+            if isinstance(part, int):
+                part = str(part)
+            if not last and not isinstance(node.get(part), (dict, list)):
+                node[part] = {}
+        else:
+            raise RecipeError([f"{label}: {where}: cannot set a key inside {show(node)}"])
+        if last:
+            node[part] = copy.deepcopy(value)
+        else:
+            node = node[part]
+
+
+def _merge_layers(chain: list[_Layer], sets: Sequence[str],
+                  provenance: _Provenance) -> dict[str, Any]:
+    merged = copy.deepcopy(DEFAULTS)
+    for index, layer in enumerate(chain):
+        own = {k: v for k, v in layer.data.items() if k not in FILE_ONLY_KEYS}
+        if index < len(chain) - 1:  # name and description belong to the file that states them
+            own = {k: v for k, v in own.items() if k not in ("name", "description")}
+        provenance.merge_record(own, merged, layer.label)
+        merged = deep_merge(merged, own)
+        file_sets = layer.data.get("set") or {}
+        if not isinstance(file_sets, Mapping):
+            raise RecipeError([f"{layer.label}: set: must be a mapping of key.path: value"])
+        for key, value in file_sets.items():
+            parts, _ = parse_set(f"{key}=")
+            apply_set(merged, parts, value, layer.label)
+            provenance.record(value, layer.label, tuple(parts))
+    for item in sets:
+        parts, value = parse_set(item)
+        apply_set(merged, parts, value, SET_SOURCE)
+        provenance.record(value, SET_SOURCE, tuple(parts))
+    return merged
+
+
+def load_recipe(ref: str | Path, sets: Sequence[str] = (), *,
+                host: PluginHost | None = None) -> Recipe:
+    """Read, resolve and validate a recipe.
+
+    Args:
+        ref: a built-in recipe name (``"gatys"``) or a YAML file path.
+        sets: ``key.path=value`` overrides applied last (``losses.1.weight=1e-2``).
+        host: the plugin host whose components are valid (default: the process-wide one).
+
+    Raises:
+        RecipeError: with every problem found, one ``"<file>: <key path>: <problem>"`` each.
+    """
+    chain = read_chain(ref)
+    provenance = _Provenance(chain[-1].label)
+    data = _merge_layers(chain, sets, provenance)
+    if data.get("name") is None:
+        data["name"] = re.sub(r"[^A-Za-z0-9._-]", "-", chain[-1].name).lstrip("._-") or "recipe"
+    problems = Validator(host or get_host(), provenance).validate(data)
+    if problems:
+        raise RecipeError(problems)
+    return Recipe(data=data, source=chain[-1].label, chain=[layer.label for layer in chain])

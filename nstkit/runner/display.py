@@ -1,0 +1,77 @@
+"""What ``nstkit run`` shows: rich bars on a terminal, one line per job otherwise."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from nstkit.hookspecs import hookimpl
+from nstkit.job import JobInfo
+
+
+class BatchDisplay:
+    """An overall bar over jobs and a bar per job over iterations (losses and speed).
+
+    Also a plugin: the per-job bar follows the ``on_job_start`` / ``on_step`` hooks. With
+    ``live=False`` (not a terminal, or ``--quiet``) it prints one line per finished job.
+    """
+
+    def __init__(self, console: Console, live: bool) -> None:
+        self.console, self.live = console, live
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console, disable=not live,
+        )
+        self.overall: TaskID | None = None
+        self.job_task: TaskID | None = None
+        self.total = self.finished = 0
+        self.started = 0.0
+
+    def start(self, total: int, skipped: int) -> None:
+        self.total = total
+        if skipped:
+            self.console.print(f"{skipped} job(s) already done (resuming; --overwrite redoes "
+                               f"them)")
+        if self.live:
+            self.progress.start()
+            self.overall = self.progress.add_task("jobs", total=total, info="")
+
+    def job_finished(self, name: str, status: str, seconds: float, detail: str = "") -> None:
+        self.finished += 1
+        if self.overall is not None:
+            self.progress.update(self.overall, advance=1)
+        line = f"[{self.finished}/{self.total}] {name}: {status} in {seconds:.1f} s"
+        self.console.print(line + (f" ({detail})" if detail else ""), highlight=False,
+                           markup=False)
+
+    def close(self) -> None:
+        if self.live:
+            self.progress.stop()
+
+    @hookimpl
+    def on_job_start(self, job: JobInfo) -> None:
+        self.started = time.perf_counter()
+        if self.live:
+            if self.job_task is not None:
+                self.progress.remove_task(self.job_task)
+            self.job_task = self.progress.add_task(job.name, total=job.iterations, info="")
+
+    @hookimpl
+    def on_step(self, job: JobInfo, step: int, losses: Mapping[str, float]) -> None:
+        if self.job_task is None:
+            return
+        rate = step / max(time.perf_counter() - self.started, 1e-9)
+        text = " ".join(f"{name} {value:.3g}" for name, value in losses.items())
+        self.progress.update(self.job_task, completed=step, info=f"{text}  {rate:.2f} it/s")

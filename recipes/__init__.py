@@ -1,0 +1,1 @@
+"""Built-in recipes, installed as the package ``nstkit.recipes`` (YAML package data)."""
