@@ -18,6 +18,9 @@ class ColourLoss(LossTerm):
     """
 
     def __init__(self, layers: None = None, space: str = "ycbcr") -> None:
+        if layers:
+            raise ValueError(f"{type(self).__name__} reads the image, not extractor layers; "
+                             f"remove 'layers' (got {layers!r})")
         super().__init__({})
         self.space = space
         self.target: torch.Tensor | None = None

@@ -41,6 +41,9 @@ class TVLoss(LossTerm):
 
     def __init__(self, layers: None = None, exponent: float = 2.0,
                  anisotropic: bool = False) -> None:
+        if layers:
+            raise ValueError(f"{type(self).__name__} reads the image, not extractor layers; "
+                             f"remove 'layers' (got {layers!r})")
         super().__init__({})
         self.exponent, self.anisotropic = float(exponent), anisotropic
 

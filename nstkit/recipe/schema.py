@@ -6,6 +6,7 @@ loss is valid in a recipe as soon as its plugin is installed.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
 import re
@@ -46,6 +47,10 @@ FORMATS = ("png", "jpg", "webp")
 SCHEDULES = ("equal", "geometric")
 WEIGHT_KEYWORDS = ("original", "torchvision", "random")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+NESTED_KEYS = {"iterations": "optimizer.iterations", "pooling": "extractor.pooling",
+               "weights": "extractor.weights", "format": "output.format",
+               "save_every": "output.save_every", "quality": "output.quality",
+               "scales": "multiscale.scales"}
 
 Path_ = tuple[str | int, ...]
 
@@ -65,6 +70,12 @@ def show(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return repr(value) if isinstance(value, str) else str(value)
+
+
+def suggest_key(key: str) -> str:
+    """The nested key name closest to ``key`` (``"iteration"`` -> ``"iterations"``)."""
+    close = difflib.get_close_matches(key, list(NESTED_KEYS), n=1, cutoff=0.8)
+    return close[0] if close else ""
 
 
 def accepted_options(factory: Callable[..., Any], skip: int = 0) -> set[str] | None:
@@ -145,8 +156,11 @@ class Validator:
             if not isinstance(key, str):
                 self.problem(path, f"keys must be strings, got {show(key)}")
             elif allowed is not None and key not in allowed:
-                self.problem((*path, key), f"unknown key.{suggest(key, list(allowed))} "
-                                           f"Allowed: {', '.join(allowed)}.")
+                hint = suggest(key, list(allowed))
+                nested = NESTED_KEYS.get(key) or NESTED_KEYS.get(suggest_key(key))
+                if not path and nested:
+                    hint = f" Did you mean {nested!r}?"
+                self.problem((*path, key), f"unknown key.{hint} Allowed: {', '.join(allowed)}.")
         return True
 
     def component(self, path: Path_, registry: Registry, name: Any) -> bool:
