@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,8 @@ def test_improved_weights_fall_for_style_and_rise_for_content() -> None:
     style_w, content_w = list(style["layers"].values()), list(content["layers"].values())
     assert len(style_w) == 16
     assert style_w == pytest.approx([2.0 ** (15 - i) / (2 ** 16 - 1) for i in range(16)])
-    assert all(b == pytest.approx(2 * a) for a, b in zip(content_w, content_w[1:], strict=False))
+    assert all(b == pytest.approx(2 * a) for a, b in itertools.pairwise(content_w))
+    assert sum(content_w) == pytest.approx(1.0)
 
 
 def test_extends_changes_only_what_the_child_states(tmp_path: Path) -> None:
@@ -157,7 +159,8 @@ def test_problems_name_the_file_that_gave_the_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("size: [1, 2\n", "invalid YAML at line 2, column 1: expected ',' or ']', but got '<stream end>'"),
+    ("size: [1, 2\n",
+     "invalid YAML at line 2, column 1: expected ',' or ']', but got '<stream end>'"),
     ("- a\n- b\n", "a recipe must be a mapping of keys, got ['a', 'b']"),
     ("x: !!python/object/apply:os.system [echo hi]\n", "invalid YAML at line 1, column 4: "
      "could not determine a constructor for the tag "

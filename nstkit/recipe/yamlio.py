@@ -29,4 +29,4 @@ def parse(text: str) -> Any:
 
 def dump(data: Any) -> str:
     """Block-style YAML with keys in the order given."""
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True)
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)

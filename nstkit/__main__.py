@@ -1,0 +1,5 @@
+"""``python -m nstkit``: the command line."""
+
+from nstkit.cli import main
+
+main()
