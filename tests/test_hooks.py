@@ -13,7 +13,7 @@ from nstkit.errors import LossError
 from nstkit.job import JobInfo
 from nstkit.losses import LossTerm
 from nstkit.plugins import PluginHost
-from nstkit.testing import TinyExtractor, make_host, tiny_images
+from nstkit.testing import TinyExtractor, make_host, stylize_tiny, tiny_images
 
 
 def _plugin(**hooks) -> types.SimpleNamespace:
@@ -21,11 +21,8 @@ def _plugin(**hooks) -> types.SimpleNamespace:
 
 
 def _stylize(host: PluginHost, **options) -> nstkit.StyleResult:
-    images = tiny_images(16)
     options.setdefault("losses", [{"name": "content"}, {"name": "tv"}])
-    options.setdefault("extractor", TinyExtractor())
-    return nstkit.stylize(images.content, images.style, size=None, host=host, device="cpu",
-                          **options)
+    return stylize_tiny(host, size=16, **options)
 
 
 class Darkness(LossTerm):

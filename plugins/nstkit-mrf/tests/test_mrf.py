@@ -22,6 +22,16 @@ from nstkit.testing import check_loss, make_host, stylize_tiny, tiny_images  # n
 SHARED_TINY = Path(os.environ.get(
     "NSTKIT_TEST_IMAGES", Path(__file__).resolve().parents[4] / "shared" / "images")) / "tiny"
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small images: one thread is fast enough, and is not stalled (100x in our runs) when
+    other processes keep the cores busy, as several threads are."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 
 def _random(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)

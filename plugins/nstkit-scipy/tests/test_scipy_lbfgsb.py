@@ -24,6 +24,16 @@ from nstkit.testing import check_optimizer, make_host, stylize_tiny, tiny_images
 SHARED_TINY = Path(os.environ.get(
     "NSTKIT_TEST_IMAGES", Path(__file__).resolve().parents[4] / "shared" / "images")) / "tiny"
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small images: one thread is fast enough, and is not stalled (100x in our runs) when
+    other processes keep the cores busy, as several threads are."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 
 def _rosenbrock(x: torch.Tensor) -> torch.Tensor:
     """``scipy.optimize.rosen`` written in torch, for a ``(n,)`` tensor."""
