@@ -97,27 +97,20 @@ def stylize(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out"),
-    size: Size = 256,
-    iterations: Iterations = 100,
+    recipe: Annotated[str, typer.Option(help="Recipe to run.")] = "preview",
+    size: Annotated[int | None, typer.Option(help="Override the recipe's size.")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Override the iterations.")] = None,
     device: Device = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Stylise every bundled sample photo with every bundled painting."""
-    import nstkit
+    """Run RECIPE (default: preview) over every bundled sample photo x bundled painting.
 
-    contents = sorted((samples_dir() / "content").glob("*.jpg"))
-    styles = sorted((samples_dir() / "style").glob("*.jpg"))
-    host = _host_with_progress(quiet)
-    for content in contents:
-        for style in styles:
-            target = out / f"{content.stem}__{style.stem}.png"
-            try:
-                result = nstkit.stylize(content, style, size=size, iterations=iterations,
-                                        seed=0, device=device, host=host, job_name=target.name)
-            except (NstkitError, ValueError, OSError) as exc:
-                _fail(exc)
-            result.save(target)
-            console.print(f"wrote {target}")
+    The same as ``nstkit run preview --content SAMPLES/content --style SAMPLES/style``.
+    """
+    from nstkit.cli_run import run
+
+    run(recipe, [samples_dir() / "content"], [samples_dir() / "style"], out, device=device,
+        size=size, iterations=iterations, quiet=quiet)
 
 
 @app.command()

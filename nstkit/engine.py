@@ -85,9 +85,18 @@ def compute_targets(extractor: FeatureExtractor, layers: Sequence[str], content:
             return extractor(style, layers)
         return cache.features(extractor, extractor_key, layers, style)
 
+    try:
+        content_features = extractor(content, layers)
+    except RuntimeError as exc:
+        if "too small" not in str(exc):
+            raise
+        h, w = content.shape[-2:]
+        raise ValueError(f"a {h}x{w} px image is too small for layer {layers[-1]!r} (its "
+                         f"pooling leaves nothing); use a larger size or shallower layers"
+                         ) from None
     return Targets(
         content_image=content,
-        content_features=extractor(content, layers),
+        content_features=content_features,
         style_images=list(styles),
         style_features=[style_features(style) for style in styles],
         style_blend=list(blend),

@@ -62,7 +62,17 @@ def test_demo_uses_the_bundled_samples(tmp_path) -> None:
     styles = sorted(p.name for p in (samples_dir() / "style").glob("*.jpg"))
     assert len(contents) >= 2
     assert len(styles) >= 1
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--size", "32",
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path), "--size", "64",
                                  "--iterations", "1", "--device", "cpu", "-q"])
     assert result.exit_code == 0, result.output
     assert len(list(tmp_path.glob("*.png"))) == len(contents) * len(styles)
+    assert (tmp_path / "manifest.jsonl").is_file()
+
+
+def test_an_image_too_small_for_the_layers_is_a_clear_job_error(tiny, tmp_path) -> None:
+    wide = samples_dir() / "content" / "coffee.jpg"  # 3:2, so 16 px wide is 11 px high
+    result = runner.invoke(app, ["run", "gatys", "--content", str(wide), "--style",
+                                 str(tiny / "style" / "shipwreck.png"), "--out",
+                                 str(tmp_path), "--size", "16", "--iterations", "1", "-q"])
+    assert result.exit_code == 1
+    assert "ValueError: a 11x16 px image is too small for layer 'relu5_1'" in result.output
