@@ -13,7 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from nstkit.cli import app
+from nstkit.hookspecs import hookimpl
 from nstkit.image import load_image
+from nstkit.plugins import get_host, reset_host
 from nstkit.recipe import builtin_recipes
 from nstkit.runner.manifest import file_sha256, latest_records
 from nstkit.runner.plan import Job, plan_jobs, select_shard
@@ -267,4 +269,35 @@ def test_subprocess_end_to_end(tiny: Path, tmp_path: Path) -> None:
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert second.returncode == 0
     assert "4 job(s) already done" in second.stderr
+    assert len(records(out)) == 4
+
+
+class _CtrlCOnSecondJob:
+    """Presses Ctrl-C when the second job starts."""
+
+    def __init__(self) -> None:
+        self.started = 0
+
+    @hookimpl
+    def on_job_start(self, job) -> None:
+        self.started += 1
+        if self.started == 2:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_keeps_finished_jobs_and_exits_130(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    get_host().add(_CtrlCOnSecondJob(), name="ctrl-c")
+    result = run_tiny(tiny, out)
+    assert result.exit_code == 130, result.output
+    assert [r["status"] for r in records(out)] == ["done"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True
+    assert summary["done"] == 1
+    assert len(list(out.glob("*.png"))) == 1
+    assert not list(out.glob(".*.tmp"))
+    reset_host()
+    rerun = run_tiny(tiny, out)
+    assert rerun.exit_code == 0
+    assert "1 job(s) already done" in rerun.output
     assert len(records(out)) == 4
