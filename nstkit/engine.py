@@ -28,6 +28,7 @@ class WeightedTerm:
     name: str
     weight: float
     module: LossTerm
+    plugin: str | None = None
 
 
 def feature_layers(terms: Sequence[WeightedTerm], extractor: FeatureExtractor) -> list[str]:
@@ -106,7 +107,8 @@ def compute_targets(extractor: FeatureExtractor, layers: Sequence[str], content:
 def _check_scalar(term: WeightedTerm, value: Any) -> torch.Tensor:
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
         shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-        raise LossError(f"loss {term.name!r} must return a scalar tensor, got {shape}")
+        origin = f" (plugin {term.plugin!r})" if term.plugin else ""
+        raise LossError(f"loss {term.name!r}{origin} must return a scalar tensor, got {shape}")
     return value.reshape(())
 
 

@@ -16,14 +16,13 @@ import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import partial
 from importlib import import_module, metadata
 from typing import Any
 
 import pluggy
 
 from nstkit import hookspecs
-from nstkit.errors import NstkitError, PluginError
+from nstkit.errors import ComponentClashError, NstkitError, PluginError
 from nstkit.registry import Registry
 
 ENTRY_POINT_GROUP = "nstkit"
@@ -86,12 +85,23 @@ class PluginHost:
                 self.distributions[ep.name] = (ep.dist.name, ep.dist.version)
             try:
                 self.pm.register(ep.load(), name=ep.name)
+                self._check_hooks(ep.name)
             except Exception as exc:  # a broken plugin must not take nstkit down
-                self.load_failures[ep.name] = f"{type(exc).__name__}: {exc}"
-                warnings.warn(
-                    f"nstkit plugin {ep.name!r} failed to load: {exc}", RuntimeWarning,
-                    stacklevel=2,
-                )
+                self._failed(ep.name, f"{type(exc).__name__}: {exc}", "failed to load")
+
+    def _check_hooks(self, name: str) -> None:
+        """Unregister plugin ``name`` again if it implements a hook that does not exist."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError:
+            self.pm.unregister(name=name)
+            raise
+
+    def _failed(self, name: str, message: str, what: str = "failed") -> None:
+        """Record (and warn about) a plugin that failed; the other plugins keep working."""
+        known = self.load_failures.get(name)
+        self.load_failures[name] = f"{known}; {message}" if known else message
+        warnings.warn(f"nstkit plugin {name!r} {what}: {message}", RuntimeWarning, stacklevel=3)
 
     def add(self, plugin: object | str, name: str | None = None) -> None:
         """Register a plugin object (or import a module by name) explicitly."""
@@ -111,10 +121,30 @@ class PluginHost:
             registry = Registry(kind)
             registry.load_failures = self.load_failures
             for impl in self._impls(_KINDS[kind]):
-                register = partial(registry.register, plugin=impl.plugin_name)
-                self._call(impl, _KINDS[kind], register=register)
+                self._register_from(impl, kind, registry)
             self._registries[kind] = registry
         return self._registries[kind]
+
+    def _register_from(self, impl: Any, kind: str, registry: Registry) -> None:
+        """Run one plugin's ``register_*`` hook: all of its components, or none if it raises.
+
+        A name two plugins register is blocked (looking it up names both plugins); the
+        plugins' other components stay usable.
+        """
+        calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        try:
+            self._call(impl, _KINDS[kind], register=lambda *a, **kw: calls.append((a, kw)))
+        except PluginError as exc:
+            self._failed(impl.plugin_name, str(exc).removeprefix(f"plugin {impl.plugin_name!r}: "))
+            return
+        for args, kwargs in calls:
+            try:
+                registry.register(*args, plugin=impl.plugin_name, **kwargs)
+            except ComponentClashError as exc:
+                registry.block(args[0] if args else kwargs.get("name"), str(exc))
+                self._failed(impl.plugin_name, str(exc))
+            except TypeError as exc:
+                self._failed(impl.plugin_name, f"{_KINDS[kind]}: {exc}")
 
     @property
     def extractors(self) -> Registry:
@@ -160,7 +190,8 @@ class PluginHost:
             for entry in self.registry(kind):
                 infos[entry.plugin].components.setdefault(kind, []).append(entry.name)
         for name, error in self.load_failures.items():
-            infos[name] = PluginInfo(name, *self.distributions.get(name, (None, None)), error=error)
+            infos.setdefault(name, PluginInfo(name, *self.distributions.get(name, (None, None))))
+            infos[name].error = error
         return list(infos.values())
 
 

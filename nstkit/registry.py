@@ -32,6 +32,7 @@ class Registry:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        self._blocked: dict[str, str] = {}
         self.load_failures: dict[str, str] = {}
 
     def register(
@@ -51,8 +52,15 @@ class Registry:
         doc = (factory.__doc__ or "").strip().splitlines()
         self._entries[name] = Entry(name, factory, plugin, description or (doc[0] if doc else ""))
 
+    def block(self, name: str, reason: str) -> None:
+        """Make ``name`` unusable (two plugins registered it): looking it up raises ``reason``."""
+        self._entries.pop(name, None)
+        self._blocked[name] = reason
+
     def entry(self, name: str) -> Entry:
         """The entry for ``name``; unknown names list the available ones with a did-you-mean."""
+        if name in self._blocked:
+            raise ComponentClashError(self._blocked[name])
         try:
             return self._entries[name]
         except KeyError:
@@ -74,7 +82,7 @@ class Registry:
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self._entries or name in self._blocked
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(self._entries[name] for name in sorted(self._entries))

@@ -92,7 +92,7 @@ def build_terms(host: PluginHost, specs: Sequence[LossSpec]) -> list[WeightedTer
         seen[spec.name] = seen.get(spec.name, 0) + 1
         count = seen[spec.name]
         label = spec.label or (spec.name if count == 1 else f"{spec.name}#{count}")
-        terms.append(WeightedTerm(label, float(spec.weight), module))
+        terms.append(WeightedTerm(label, float(spec.weight), module, entry.plugin))
     return terms
 
 

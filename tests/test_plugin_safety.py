@@ -1,9 +1,7 @@
 """A broken plugin gives an error naming it, and the rest of nstkit keeps working.
 
 Complements tests/test_plugins.py (which covers: import failure reported by the host, an
-exception in a hook named, the clash message, a non-scalar loss rejected). The ``xfail``
-tests below are gaps of the core (nstkit/plugins.py, nstkit/engine.py) still open; they are
-strict, so fixing a gap makes its test fail until the marker is removed.
+exception in a hook named, the clash message, a non-scalar loss rejected).
 """
 
 from __future__ import annotations
@@ -93,8 +91,6 @@ class _Vector(LossTerm):
         return torch.stack([image.mean(), image.std()])
 
 
-@pytest.mark.xfail(strict=True, reason="gap in nstkit/engine.py: the non-scalar LossError names "
-                   "the loss term, not the plugin that registered it")
 def test_a_non_scalar_loss_names_the_plugin() -> None:
     host = PluginHost(autoload=False)
     host.add(_plugin(register_losses=lambda register: register("vector", _Vector)),
@@ -110,8 +106,6 @@ def _raising_register():
     return _plugin(register_losses=register_losses)
 
 
-@pytest.mark.xfail(strict=True, reason="gap in nstkit/plugins.py: an exception in one plugin's "
-                   "register_* hook makes every component of that kind unavailable")
 def test_a_plugin_raising_in_a_register_hook_leaves_the_others_working(monkeypatch) -> None:
     _install(monkeypatch, good=_good, bad=_raising_register)
     host = PluginHost()
@@ -124,8 +118,6 @@ def _copycat():
     return _plugin(register_losses=lambda register: register("gram", TVLoss))
 
 
-@pytest.mark.xfail(strict=True, reason="gap in nstkit/plugins.py: a name clash makes "
-                   "`nstkit plugins` exit 2 instead of listing the plugins and the clash")
 def test_nstkit_plugins_lists_the_others_when_two_plugins_clash(monkeypatch) -> None:
     _install(monkeypatch, good=_good, copycat=_copycat)
     result = runner.invoke(app, ["plugins"])
@@ -138,8 +130,6 @@ def _misspelled():
     return _plugin(register_loss=lambda register: register("typo", TVLoss))
 
 
-@pytest.mark.xfail(strict=True, reason="gap in nstkit/plugins.py: check_pending() on an "
-                   "installed plugin with an unknown hook stops nstkit instead of reporting it")
 def test_an_installed_plugin_with_an_unknown_hook_is_reported_not_fatal(monkeypatch) -> None:
     _install(monkeypatch, good=_good, typo=_misspelled)
     with pytest.warns(RuntimeWarning, match="typo"):

@@ -166,8 +166,10 @@ class Validator:
     def component(self, path: Path_, registry: Registry, name: Any) -> bool:
         if not self.string(path, name):
             return False
-        if name not in registry:
-            self.problem(path, registry.unknown_message(name))
+        try:
+            registry.entry(name)
+        except NstkitError as exc:
+            self.problem(path, str(exc))
             return False
         return True
 
