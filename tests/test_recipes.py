@@ -186,6 +186,16 @@ def test_problems_name_the_file_that_gave_the_key(tmp_path: Path) -> None:
      "no file '/no/such.png'"),
     ("name: ../escape\n", "name: must be letters, digits, '.', '_' or '-', got '../escape'"),
     ("extends: [a]\n", "extends: must be a recipe name or path, got ['a']"),
+    ("size: " + "9" * 400 + "\n", "size: is out of range (|x| > 1e+30), got 99999999999999999999"),
+    ("losses: [{name: gram, layers: {schedule: geometric, ratio: 5e3, layers: [relu1_1]}}]\n",
+     "losses[0].layers.ratio: must be <= 1000.0, got 5000.0"),
+    ("losses: [{name: gram, 5: 1}]\n", "losses[0]: keys must be strings, got 5"),
+    ("optimizer: {name: adam, iterations: 3, lr: abc}\n", "optimizer: invalid options: "),
+    ("version: true\n", "version: unsupported version true; this nstkit reads version 1"),
+    ("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+     "d: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
+     "more than 10000 values (YAML aliases expanded); not a recipe"),
 ])
 def test_single_problem_messages(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, "r.yaml", text)
@@ -198,6 +208,22 @@ def test_extends_cycle_is_reported(tmp_path: Path) -> None:
     a = write(tmp_path, "a.yaml", "extends: b.yaml\n")
     b = write(tmp_path, "b.yaml", "extends: a.yaml\n")
     assert problems(a) == [f"{a}: extends: cycle {a} -> {b} -> {a}"]
+
+
+def test_a_cycle_through_dot_dot_is_found(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    loop = write(tmp_path / "sub", "loop.yaml", "extends: ../sub/loop.yaml\n")
+    [problem] = problems(loop)
+    assert problem.endswith(f"extends: cycle {loop} -> {tmp_path}/sub/../sub/loop.yaml")
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("losses.2.weight=1", "--set: losses[2].name: is required"),
+    ("size.x=1", "--set: size: cannot set a key inside 512"),
+    ("losses.\u00b2=1", "--set: losses.\u00b2: no item '\u00b2' in a list of 2 (use 0..2)"),
+])
+def test_set_problems_are_blamed_on_set(item: str, message: str) -> None:
+    assert problems("gatys", (item,)) == [message]
 
 
 def test_unknown_recipe_name_lists_the_builtins() -> None:

@@ -21,6 +21,7 @@ from nstkit.recipe.yamlio import parse
 
 BUILTIN_PACKAGE = "nstkit.recipes"
 SET_SOURCE = "--set"
+MAX_NODES = 10_000
 
 
 def builtin_recipes() -> dict[str, Traversable]:
@@ -52,13 +53,17 @@ class _Provenance:
     sources: dict[Path_, str] = field(default_factory=dict)
 
     def record(self, value: Any, label: str, path: Path_ = ()) -> None:
+        """``label`` gave ``path`` and everything under it (earlier sources there forgotten)."""
         for key in [k for k in self.sources if k[: len(path)] == path and len(k) > len(path)]:
             del self.sources[key]
+        self._mark(value, label, path)
+
+    def _mark(self, value: Any, label: str, path: Path_) -> None:
         self.sources[path] = label
         children = value.items() if isinstance(value, Mapping) else (
             enumerate(value) if isinstance(value, list) else ())
         for key, child in children:
-            self.record(child, label, (*path, key))
+            self._mark(child, label, (*path, key))
 
     def merge_record(self, value: Mapping[str, Any], base: Any, label: str,
                      path: Path_ = ()) -> None:
@@ -90,7 +95,9 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
 
 
 def _read(ref: str | Path, relative_to: Path | None) -> tuple[str, str, str, Path | None]:
-    """``(label, name, text, folder)`` of a recipe reference; raises RecipeError."""
+    """``(label, name, text, folder)`` of a recipe reference; raises RecipeError.
+
+    ``folder`` is ``None`` for built-ins (their ``extends`` name other built-ins)."""
     if not is_path(ref):
         found = builtin_recipes()
         if str(ref) not in found:
@@ -103,7 +110,7 @@ def _read(ref: str | Path, relative_to: Path | None) -> tuple[str, str, str, Pat
         path = relative_to / path
     try:
         return str(path), path.stem, path.read_text("utf-8"), path.parent
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise RecipeError([f"{path}: cannot read the recipe: {reason}"]) from None
 
@@ -120,15 +127,35 @@ def _parse(label: str, text: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise RecipeError([f"{label}: a recipe must be a mapping of keys, got {show(data)}"])
+    if _too_big(data):
+        raise RecipeError([f"{label}: more than {MAX_NODES} values (YAML aliases expanded); "
+                           f"not a recipe"])
     return data
 
 
+def _too_big(data: Any) -> bool:
+    """Whether ``data`` has more than ``MAX_NODES`` values, counting shared ones each time."""
+    stack, count = [data], 0
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            return True
+        if isinstance(node, Mapping):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
 def read_chain(ref: str | Path, relative_to: Path | None = None,
-               seen: tuple[str, ...] = ()) -> list[_Layer]:
+               seen: tuple[tuple[str, str], ...] = ()) -> list[_Layer]:
     """The recipe and every recipe it ``extends``, root first."""
     label, name, text, folder = _read(ref, relative_to)
-    if label in seen:
-        cycle = " -> ".join([*seen[seen.index(label):], label])
+    key = str(Path(label).resolve()) if folder is not None else label
+    keys = [k for k, _ in seen]
+    if key in keys:
+        cycle = " -> ".join([*(lbl for _, lbl in seen[keys.index(key):]), label])
         raise RecipeError([f"{label}: extends: cycle {cycle}"])
     data = _parse(label, text)
     parent = data.get("extends")
@@ -136,7 +163,7 @@ def read_chain(ref: str | Path, relative_to: Path | None = None,
         return [_Layer(label, name, data)]
     if not isinstance(parent, str) or not parent:
         raise RecipeError([f"{label}: extends: must be a recipe name or path, got {show(parent)}"])
-    return [*read_chain(parent, folder, (*seen, label)), _Layer(label, name, data)]
+    return [*read_chain(parent, folder, (*seen, (key, label))), _Layer(label, name, data)]
 
 
 def parse_set(item: str) -> tuple[list[str | int], Any]:
@@ -148,33 +175,45 @@ def parse_set(item: str) -> tuple[list[str | int], Any]:
         value = parse(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
-    parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
-    return parts, value
+    return split_path(key), value
 
 
-def apply_set(data: dict[str, Any], parts: Sequence[str | int], value: Any, label: str) -> None:
-    """Set ``data[parts...] = value``, creating mappings; list index ``len`` appends."""
+def split_path(key: str) -> list[str | int]:
+    """``"losses.0.weight"`` -> ``["losses", 0, "weight"]``."""
+    return [int(p) if p.isascii() and p.isdecimal() else p for p in key.strip().split(".")]
+
+
+def apply_set(data: dict[str, Any], parts: Sequence[str | int], value: Any,
+              label: str) -> tuple[str | int, ...]:
+    """Set ``data[parts...] = value``, creating missing mappings; list index ``len`` appends.
+
+    Returns the shortest prefix of ``parts`` that did not exist before (what ``label`` gave).
+    """
     node: Any = data
+    created: tuple[str | int, ...] | None = None
     for depth, part in enumerate(parts):
-        last = depth == len(parts) - 1
-        where = format_path(tuple(parts[: depth + 1]))
+        last, here = depth == len(parts) - 1, tuple(parts[: depth + 1])
         if isinstance(node, list):
             if not isinstance(part, int) or part > len(node):
-                raise RecipeError([f"{label}: {where}: no item {part!r} in a list of "
-                                   f"{len(node)} (use 0..{len(node)})"])
+                raise RecipeError([f"{label}: {format_path(here)}: no item {part!r} in a list "
+                                   f"of {len(node)} (use 0..{len(node)})"])
             if part == len(node):
                 node.append({} if not last else None)
+                created = created or here
         elif isinstance(node, dict):
-            if isinstance(part, int):
-                part = str(part)
-            if not last and not isinstance(node.get(part), (dict, list)):
-                node[part] = {}
+            part = str(part)
+            if part not in node or node[part] is None:
+                created = created or here
+                if not last:
+                    node[part] = {}
         else:
-            raise RecipeError([f"{label}: {where}: cannot set a key inside {show(node)}"])
+            raise RecipeError([f"{label}: {format_path(here[:-1])}: cannot set a key inside "
+                               f"{show(node)}"])
         if last:
             node[part] = copy.deepcopy(value)
         else:
             node = node[part]
+    return created or tuple(parts)
 
 
 def _merge_layers(chain: list[_Layer], sets: Sequence[str],
@@ -190,14 +229,24 @@ def _merge_layers(chain: list[_Layer], sets: Sequence[str],
         if not isinstance(file_sets, Mapping):
             raise RecipeError([f"{layer.label}: set: must be a mapping of key.path: value"])
         for key, value in file_sets.items():
-            parts, _ = parse_set(f"{key}=")
-            apply_set(merged, parts, value, layer.label)
-            provenance.record(value, layer.label, tuple(parts))
+            if not isinstance(key, str) or not key.strip():
+                raise RecipeError([f"{layer.label}: set: keys must be key.path strings, "
+                                   f"got {show(key)}"])
+            _set(merged, split_path(key), value, layer.label, provenance)
     for item in sets:
         parts, value = parse_set(item)
-        apply_set(merged, parts, value, SET_SOURCE)
-        provenance.record(value, SET_SOURCE, tuple(parts))
+        _set(merged, parts, value, SET_SOURCE, provenance)
     return merged
+
+
+def _set(data: dict[str, Any], parts: list[str | int], value: Any, label: str,
+         provenance: _Provenance) -> None:
+    created = apply_set(data, parts, value, label)
+    node: Any = data
+    for part in created:
+        node = node[part if isinstance(node, list) else str(part)]
+    provenance.record(node, label, tuple(str(p) if not isinstance(p, int) else p
+                                         for p in created))
 
 
 def load_recipe(ref: str | Path, sets: Sequence[str] = (), *,

@@ -14,8 +14,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from nstkit.errors import NstkitError
 from nstkit.plugins import PluginHost
+from nstkit.recipe.layers import resolve_layer_spec
 from nstkit.registry import Registry, suggest
 
 VERSION = 1
@@ -47,6 +50,8 @@ FORMATS = ("png", "jpg", "webp")
 SCHEDULES = ("equal", "geometric")
 WEIGHT_KEYWORDS = ("original", "torchvision", "random")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_NUMBER = 1e30
+MAX_RATIO = 1e3
 NESTED_KEYS = {"iterations": "optimizer.iterations", "pooling": "extractor.pooling",
                "weights": "extractor.weights", "format": "output.format",
                "save_every": "output.save_every", "quality": "output.quality",
@@ -111,6 +116,9 @@ class Validator:
                positive: bool = False, maximum: float | None = None) -> bool:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.problem(path, f"must be a number, got {show(value)}")
+            return False
+        if abs(value) > MAX_NUMBER:
+            self.problem(path, f"is out of range (|x| > {MAX_NUMBER:g}), got {show(value)[:20]}")
             return False
         if not math.isfinite(value):
             self.problem(path, f"must be a finite number, got {show(value)}")
@@ -180,7 +188,7 @@ class Validator:
             return
         accepted -= set(reserved)
         for key in options:
-            if key not in accepted:
+            if isinstance(key, str) and key not in accepted:
                 listed = ", ".join(sorted(accepted)) or "(none)"
                 self.problem((*path, key), f"unknown option for {what}."
                                            f"{suggest(key, sorted(accepted))} Accepted: {listed}.")
@@ -190,7 +198,7 @@ class Validator:
         """Check a resolved recipe (defaults, ``extends`` and ``--set`` applied)."""
         if not self.mapping((), data, tuple(DEFAULTS)):
             return self.problems
-        if data.get("version") != VERSION:
+        if type(data.get("version")) is not int or data["version"] != VERSION:
             self.problem(("version",), f"unsupported version {show(data.get('version'))}; "
                                        f"this nstkit reads version {VERSION}")
         if data.get("name") is not None and (not isinstance(data["name"], str)
@@ -262,6 +270,7 @@ class Validator:
             self.problem(("losses",), "every term has weight 0; nothing to optimise")
 
     def loss(self, path: Path_, spec: Any, labels: set[str]) -> None:
+        before = len(self.problems)
         if not self.mapping(path, spec):
             return
         if "name" not in spec:
@@ -278,7 +287,6 @@ class Validator:
             return
         factory = self.host.losses.get(spec["name"])
         options = {k: v for k, v in spec.items() if k not in ("name", "weight", "layers", "label")}
-        before = len(self.problems)
         self.options(path, options, factory, f"loss {spec['name']!r}", reserved=("layers",))
         layers = self.layer_spec((*path, "layers"), spec.get("layers"))
         if len(self.problems) == before:
@@ -286,15 +294,13 @@ class Validator:
 
     def layer_spec(self, path: Path_, spec: Any) -> Any:
         """Check a ``layers`` value; return it as the loss factory takes it (or ``None``)."""
-        from nstkit.recipe.layers import resolve_layer_spec
-
         if spec is None:
             return None
         if isinstance(spec, Mapping) and "schedule" in spec:
             self.mapping(path, spec, ("schedule", "layers", "ratio", "rising"))
             self.choice((*path, "schedule"), spec["schedule"], SCHEDULES)
             if "ratio" in spec:
-                self.number((*path, "ratio"), spec["ratio"], positive=True)
+                self.number((*path, "ratio"), spec["ratio"], positive=True, maximum=MAX_RATIO)
             if not isinstance(spec.get("rising", False), bool):
                 self.problem((*path, "rising"), f"must be true or false, "
                                                 f"got {show(spec['rising'])}")
@@ -307,7 +313,7 @@ class Validator:
             self.layer_names(path, spec)
         try:
             return resolve_layer_spec(spec)
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, ArithmeticError):
             return None
 
     def layer_names(self, path: Path_, names: Any) -> None:
@@ -341,8 +347,19 @@ class Validator:
             self.problem((*path, "name"), "is required")
         elif self.component((*path, "name"), self.host.optimizers, spec["name"]):
             options = {k: v for k, v in spec.items() if k not in ("name", "iterations")}
-            self.options(path, options, self.host.optimizers.get(spec["name"]),
-                         f"optimizer {spec['name']!r}", skip=1)
+            factory = self.host.optimizers.get(spec["name"])
+            before = len(self.problems)
+            self.options(path, options, factory, f"optimizer {spec['name']!r}", skip=1)
+            if len(self.problems) == before:
+                self.build_optimizer(path, factory, options)
+
+    def build_optimizer(self, path: Path_, factory: Callable[..., Any],
+                        options: Mapping[str, Any]) -> None:
+        """Build the optimiser on a dummy parameter to check its option values."""
+        try:
+            factory([torch.zeros(1, requires_grad=True)], **options)
+        except (NstkitError, ValueError, TypeError, ArithmeticError) as exc:
+            self.problem(path, f"invalid options: {exc}")
 
     def multiscale(self, spec: Any) -> None:
         path: Path_ = ("multiscale",)
@@ -376,7 +393,7 @@ _probes: dict[tuple, Any] = {}
 
 
 def _probe(factory: Callable[..., Any], options: Mapping[str, Any]) -> Any:
-    key = (id(factory), tuple(sorted((k, str(v)) for k, v in options.items())))
+    key = (factory, tuple(sorted((k, str(v)) for k, v in options.items())))
     if key not in _probes:
         _probes[key] = factory(**options)
     return _probes[key]
