@@ -7,11 +7,15 @@ from typing import Annotated
 
 import torch
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from nstkit.cli import _fail, app, console, err
 from nstkit.errors import NstkitError
 from nstkit.plugins import get_host
+from nstkit.recipe import Recipe
+from nstkit.runner.execute import RunOptions, RunSummary
+from nstkit.runner.plan import Job
 
 recipes_app = typer.Typer(help="List built-in recipes, or show one resolved.",
                           invoke_without_command=True)
@@ -21,7 +25,7 @@ Sets = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a recipe key: --set losses.1.weight=1e-2 (repeatable).")]
 
 
-def _load(recipe: str, sets: list[str]):
+def _load(recipe: str, sets: list[str]) -> Recipe:
     from nstkit.recipe import load_recipe
 
     try:
@@ -31,11 +35,13 @@ def _load(recipe: str, sets: list[str]):
 
 
 def _check_device(device: str) -> None:
-    if device == "auto" or device == "cpu":
+    if device in ("auto", "cpu"):
         return
     try:
         dev = torch.device(device)
     except RuntimeError:
+        dev = None
+    if dev is None or dev.type != "cuda":
         _fail(NstkitError(f"--device must be auto, cpu, cuda or cuda:N; got {device!r}"))
     if dev.type == "cuda" and not torch.cuda.is_available():
         _fail(NstkitError(f"--device {device}: CUDA is not available on this machine "
@@ -92,8 +98,8 @@ def run(
     resolved = _load(recipe, overrides)
     _check_device(device)
     try:
-        contents = [p for path in content for p in find_images(path, recursive, "content")]
-        styles = [p for path in style for p in find_images(path, recursive, "style")]
+        contents = [p for path in content for p in find_images(path, recursive, "content", out)]
+        styles = [p for path in style for p in find_images(path, recursive, "style", out)]
         shard_spec = parse_shard(shard) if shard else None
     except NstkitError as exc:
         _fail(exc)
@@ -101,16 +107,17 @@ def run(
     if shard_spec:
         jobs = select_shard(jobs, *shard_spec)
     if dry_run:
-        _print_plan(jobs, resolved, out)
+        _print_plan(jobs, resolved, out, overwrite)
         return
     _prepare_out(out)
-    _run(resolved, jobs, out, device, batch_size, overwrite, fail_fast, shard_spec, quiet)
+    options = RunOptions(out, device, batch_size, fail_fast, shard_spec)
+    _run(resolved, jobs, options, overwrite, quiet)
 
 
-def _print_plan(jobs, recipe, out: Path) -> None:
+def _print_plan(jobs: list[Job], recipe: Recipe, out: Path, overwrite: bool) -> None:
     from nstkit.runner.execute import InputHashes, split_done
 
-    todo, done = split_done(jobs, recipe, out, False, InputHashes())
+    todo, done = split_done(jobs, recipe, out, overwrite, InputHashes())
     table = Table("content", "style", "output", "status", title=f"{recipe.name}: "
                   f"{len(todo)} to do, {len(done)} done")
     finished = set(done)
@@ -120,33 +127,36 @@ def _print_plan(jobs, recipe, out: Path) -> None:
     console.print(table)
 
 
-def _run(recipe, jobs, out: Path, device: str, batch_size: int, overwrite: bool,
-         fail_fast: bool, shard, quiet: bool) -> None:
+def _run(recipe: Recipe, jobs: list[Job], options: RunOptions, overwrite: bool,
+         quiet: bool) -> None:
     from nstkit.runner.display import BatchDisplay
-    from nstkit.runner.execute import InputHashes, RunOptions, run_batch, split_done, write_summary
+    from nstkit.runner.execute import InputHashes, run_batch, split_done, write_summary
 
-    host = get_host()
+    host, out = get_host(), options.out
     todo, done = split_done(jobs, recipe, out, overwrite, InputHashes())
     display = BatchDisplay(err, live=err.is_terminal and not quiet)
-    options = RunOptions(out, device, batch_size, overwrite, fail_fast, shard)
     display.start(len(todo), len(done))
     host.add(display, name="nstkit.runner.display")
     try:
         summary = run_batch(recipe, todo, options, host, lambda o: display.job_finished(
             o.job.output, o.status, o.seconds, o.error or ""))
+        write_summary(out, summary, len(done), options.shard)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except NstkitError as exc:
         _fail(exc)
+    except OSError as exc:  # the output folder itself failed (disk full, removed, read-only)
+        err.print(f"[red]error:[/red] writing to {escape(str(out))} failed: "
+                  f"{escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
     finally:
         display.close()
         host.pm.unregister(name="nstkit.runner.display")
-    write_summary(out, summary, len(done))
     _print_summary(summary, len(todo), len(done), out)
     raise typer.Exit(summary.exit_code)
 
 
-def _print_summary(summary, planned: int, skipped: int, out: Path) -> None:
+def _print_summary(summary: RunSummary, planned: int, skipped: int, out: Path) -> None:
     table = Table("done", "failed", "skipped (already done)", "not run",
                   title=f"nstkit run -> {out}" + (" (interrupted)" if summary.interrupted else ""))
     finished = summary.count("done") + summary.count("failed")

@@ -64,10 +64,10 @@ _extractors: dict[tuple, FeatureExtractor] = {}
 
 def build_extractor(host: PluginHost, name: str, device: torch.device,
                     **options: Any) -> FeatureExtractor:
-    """The extractor ``name`` on ``device``, built once per host, options and device."""
-    key = (id(host), name, device, tuple(sorted((k, str(v)) for k, v in options.items())))
+    """The extractor ``name`` on ``device``, built once per factory, options and device."""
+    entry = host.extractors.entry(name)
+    key = (entry.factory, device, tuple(sorted((k, str(v)) for k, v in options.items())))
     if key not in _extractors:
-        entry = host.extractors.entry(name)
         try:
             extractor = entry.factory(**options)
         except (NstkitError, ValueError, TypeError):

@@ -79,6 +79,53 @@ def test_a_changed_recipe_is_not_mistaken_for_done(tiny: Path, tmp_path: Path) -
     assert run_tiny(tiny, out).exit_code == 0
     assert run_tiny(tiny, out, "--set", "losses.1.weight=0.002").exit_code == 0
     assert len(records(out)) == 8
+    assert run_tiny(tiny, out, "--set", "losses.1.weight=0.002", "--save-every", "1",
+                    ).exit_code == 0  # intermediate images do not change the result
+    assert len(records(out)) == 8
+
+
+def test_an_edited_input_is_redone(tiny: Path, tmp_path: Path) -> None:
+    content = tmp_path / "content"
+    shutil.copytree(tiny / "content", content)
+    out = tmp_path / "out"
+    args = ("run", "gatys", "--content", content, "--style", tiny / "style" / "shipwreck.png",
+            "--out", out, *FAST)
+    assert invoke(*args).exit_code == 0
+    shutil.copy(tiny / "style" / "great_wave.png", content / "chelsea.png")
+    assert invoke(*args).exit_code == 0
+    assert [r["output"] for r in records(out)][2:] == ["chelsea__shipwreck__gatys.png"]
+
+
+def test_outputs_inside_the_content_folder_are_not_inputs(tiny: Path, tmp_path: Path) -> None:
+    content = tmp_path / "content"
+    shutil.copytree(tiny / "content", content)
+    out = content / "stylised"
+    args = ("run", "gatys", "--content", content, "--style", tiny / "style" / "shipwreck.png",
+            "--out", out, "--recursive", *FAST)
+    assert invoke(*args).exit_code == 0
+    again = invoke(*args)
+    assert "2 job(s) already done" in again.output
+    assert len(records(out)) == 2
+
+
+def test_a_recipe_name_with_a_dot_keeps_its_outputs_apart(tiny: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("extends: gatys\nname: gatys.v2\n")
+    out = tmp_path / "out"
+    assert run_tiny(tiny, out).exit_code == 0
+    assert run_tiny(tiny, out, recipe=str(recipe)).exit_code == 0
+    assert len(list(out.glob("*__gatys.v2.png"))) == 4
+    assert len(list(out.glob("*__gatys.png"))) == 4
+
+
+def test_a_torn_manifest_line_is_skipped(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert run_tiny(tiny, out).exit_code == 0
+    with (out / "manifest.jsonl").open("ab") as handle:
+        handle.write('{"output": "caf\u00e9'.encode()[:-1])  # cut inside a UTF-8 character
+    again = run_tiny(tiny, out)
+    assert again.exit_code == 0, again.output
+    assert "4 job(s) already done" in again.output
 
 
 def test_one_bad_image_fails_alone(tiny: Path, tmp_path: Path) -> None:
@@ -116,6 +163,8 @@ def test_shards_partition_the_jobs(tiny: Path, tmp_path: Path) -> None:
         assert run_tiny(tiny, out, "--shard", f"{index}/3").exit_code == 0
     manifests = sorted(p.name for p in out.glob("manifest*.jsonl"))
     assert manifests == [f"manifest.shard-{i}-of-3.jsonl" for i in range(3)]
+    summaries = sorted(p.name for p in out.glob("summary*.json"))
+    assert summaries == [f"summary.shard-{i}-of-3.json" for i in range(3)]
     outputs = [json.loads(line)["output"] for m in manifests
                for line in (out / m).read_text().splitlines()]
     assert len(outputs) == len(set(outputs)) == 4
@@ -186,7 +235,9 @@ def test_batch_matches_single_runs_with_adam(tiny: Path, tmp_path: Path) -> None
     (["run", "gatys", "--content", "{tiny}/content", "--style", "{tiny}/style", "--out", "o",
       "--shard", "3/3"], 2, "--shard must be I/N with 0 <= I < N"),
     (["run", "gatys", "--content", "{tiny}/content", "--style", "{tiny}/style", "--out", "o",
-      "--device", "cuda:7"], 2, "--device cuda:7"),
+      "--device", "cuda:99"], 2, "--device cuda:99"),
+    (["run", "gatys", "--content", "{tiny}/content", "--style", "{tiny}/style", "--out", "o",
+      "--device", "mps"], 2, "--device must be auto, cpu, cuda or cuda:N; got 'mps'"),
     (["run", "gatys", "--content", "{tiny}/content", "--style", "{tiny}/style", "--out", "o",
       "--set", "losses.1.weight=abc"], 2,
      "--set: losses[1].weight: must be a number, got 'abc'"),
@@ -288,7 +339,10 @@ class _CtrlCOnSecondJob:
 def test_ctrl_c_keeps_finished_jobs_and_exits_130(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     get_host().add(_CtrlCOnSecondJob(), name="ctrl-c")
-    result = run_tiny(tiny, out)
+    try:
+        result = run_tiny(tiny, out)
+    finally:
+        reset_host()
     assert result.exit_code == 130, result.output
     assert [r["status"] for r in records(out)] == ["done"]
     summary = json.loads((out / "summary.json").read_text())
@@ -296,7 +350,6 @@ def test_ctrl_c_keeps_finished_jobs_and_exits_130(tiny: Path, tmp_path: Path) ->
     assert summary["done"] == 1
     assert len(list(out.glob("*.png"))) == 1
     assert not list(out.glob(".*.tmp"))
-    reset_host()
     rerun = run_tiny(tiny, out)
     assert rerun.exit_code == 0
     assert "1 job(s) already done" in rerun.output

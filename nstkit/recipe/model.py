@@ -5,12 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nstkit.recipe.layers import resolve_layer_spec
 from nstkit.recipe.yamlio import dump
 
 LOSS_KEYS = ("name", "weight", "layers", "label")
+
+
+def _file_digest(value: Any) -> str | None:
+    """sha256 of the file ``value`` names, if it names one."""
+    if not isinstance(value, str) or not Path(value).is_file():
+        return None
+    return hashlib.sha256(Path(value).read_bytes()).hexdigest()
 
 
 @dataclass
@@ -41,12 +49,19 @@ class Recipe:
 
     @property
     def hash(self) -> str:
-        """sha256 of everything that changes the result (the description excluded)."""
+        """sha256 of everything that changes the result: the recipe without its description
+        and ``output.save_every``, plus the bytes of an ``init`` image or a weights file."""
         meaningful = {k: v for k, v in self.data.items() if k != "description"}
+        meaningful["output"] = {k: v for k, v in self.data["output"].items()
+                                if k != "save_every"}
+        meaningful["files"] = {key: _file_digest(self.data[key] if key == "init"
+                                                 else self.data["extractor"].get(key))
+                               for key in ("init", "weights")}
         text = json.dumps(meaningful, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
     def to_yaml(self) -> str:
+        """The resolved recipe as YAML."""
         return dump(self.data)
 
     def stylize_options(self) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +20,7 @@ from nstkit.engine import StyleCache
 from nstkit.image import load_image, resize_longest, save_image
 from nstkit.plugins import PluginHost
 from nstkit.recipe import Recipe
-from nstkit.runner.manifest import ManifestWriter, file_sha256, latest_records
+from nstkit.runner.manifest import ManifestWriter, file_sha256, latest_records, manifest_name
 from nstkit.runner.plan import Job
 from nstkit.runner.snapshots import SnapshotWriter
 from nstkit.stylize import build_extractor, resolve_device, stylize
@@ -34,7 +36,6 @@ class RunOptions:
         out: the output folder; nothing is written outside it.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         batch_size: same-size content images optimised together for one style.
-        overwrite: redo jobs that are already done.
         fail_fast: stop after the first failed job.
         shard: ``(I, N)`` when this process runs shard ``I`` of ``N``.
     """
@@ -42,7 +43,6 @@ class RunOptions:
     out: Path
     device: str = "auto"
     batch_size: int = 1
-    overwrite: bool = False
     fail_fast: bool = False
     shard: tuple[int, int] | None = None
 
@@ -116,6 +116,7 @@ def split_done(jobs: Sequence[Job], recipe: Recipe, out_dir: Path, overwrite: bo
 
 
 def versions() -> dict[str, str]:
+    """The versions recorded with every output."""
     def version(dist: str) -> str:
         try:
             return metadata.version(dist)
@@ -127,6 +128,7 @@ def versions() -> dict[str, str]:
 
 
 def weight_source(recipe: Recipe) -> str:
+    """Where the extractor's weights come from, for the manifest."""
     extractor = recipe.data["extractor"]
     weights = extractor.get("weights") or ("original" if extractor["name"] == "vgg19"
                                            else "default")
@@ -283,14 +285,17 @@ def run_batch(recipe: Recipe, jobs: Sequence[Job], options: RunOptions, host: Pl
             host.pm.unregister(name=name)
 
 
-def write_summary(out_dir: Path, summary: RunSummary, skipped: int) -> Path:
-    """``<out>/summary.json``: counts and failures of the last run (written atomically)."""
+def write_summary(out_dir: Path, summary: RunSummary, skipped: int,
+                  shard: tuple[int, int] | None = None) -> Path:
+    """``<out>/summary.json`` (``summary.shard-I-of-N.json`` for a shard): counts and failures
+    of the last run, written atomically."""
     data = {"done": summary.count("done"), "failed": summary.count("failed"),
             "skipped": skipped, "interrupted": summary.interrupted,
             "failures": [{"output": o.job.output, "error": o.error}
                          for o in summary.outcomes if o.status == "failed"]}
-    target = out_dir / "summary.json"
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), "utf-8")
-    tmp.replace(target)
+    target = out_dir / manifest_name(shard, "summary", ".json")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=out_dir)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False)
+    os.replace(tmp, target)
     return target

@@ -17,6 +17,7 @@ MANIFEST = "manifest.jsonl"
 
 
 def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, as hex."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -24,15 +25,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def manifest_name(shard: tuple[int, int] | None) -> str:
-    return MANIFEST if shard is None else f"manifest.shard-{shard[0]}-of-{shard[1]}.jsonl"
+def manifest_name(shard: tuple[int, int] | None, stem: str = "manifest",
+                  suffix: str = ".jsonl") -> str:
+    """``manifest.jsonl``, or ``manifest.shard-I-of-N.jsonl`` for shard ``I`` of ``N``."""
+    return f"{stem}{suffix}" if shard is None else f"{stem}.shard-{shard[0]}-of-{shard[1]}{suffix}"
 
 
 def read_records(out_dir: Path) -> Iterator[dict[str, Any]]:
     """Every record in every manifest of ``out_dir``; a torn last line (a killed writer) is
     skipped."""
     for path in sorted(out_dir.glob("manifest*.jsonl")):
-        with path.open("r", encoding="utf-8") as handle:
+        with path.open("r", encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 try:
                     record = json.loads(line)

@@ -29,8 +29,11 @@ class Job:
     output: str
 
 
-def find_images(path: Path, recursive: bool = False, what: str = "input") -> list[Path]:
+def find_images(path: Path, recursive: bool = False, what: str = "input",
+                exclude: Path | None = None) -> list[Path]:
     """``path`` itself if it is a file, else the images in the folder, sorted by path.
+
+    Files under ``exclude`` (the output folder) are never inputs.
 
     Raises:
         NstkitError: the path does not exist, or the folder holds no images.
@@ -42,8 +45,10 @@ def find_images(path: Path, recursive: bool = False, what: str = "input") -> lis
     if not path.is_dir():
         raise NstkitError(f"{what} path {str(path)!r} is neither a file nor a folder")
     found = path.rglob("*") if recursive else path.iterdir()
+    skip = exclude.resolve() if exclude is not None else None
     images = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                    and not p.name.startswith("."))
+                    and not p.name.startswith(".")
+                    and (skip is None or not p.resolve().is_relative_to(skip)))
     if not images:
         hint = "" if recursive else " (add --recursive to search sub-folders)"
         raise NstkitError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {what} folder "
@@ -64,8 +69,8 @@ def plan_jobs(contents: Sequence[Path], styles: Sequence[Path], recipe: str,
     Names that would collide (equal ignoring case, e.g. ``a.jpg`` and ``a.png``, or the same
     name in two sub-folders) get a short hash of both input paths, so nothing is overwritten.
     """
-    jobs = [(c, s, f"{safe_stem(c)}__{safe_stem(s)}__{safe_stem(Path(recipe))}")
-            for c in contents for s in styles]
+    tag = _UNSAFE.sub("_", recipe).strip("._") or "recipe"
+    jobs = [(c, s, f"{safe_stem(c)}__{safe_stem(s)}__{tag}") for c in contents for s in styles]
     groups: dict[str, int] = defaultdict(int)
     for _, _, name in jobs:
         groups[name.lower()] += 1
