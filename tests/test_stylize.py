@@ -9,6 +9,7 @@ import torch
 
 import nstkit
 from nstkit.image import load_image
+from nstkit.plugins import PluginHost
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +114,34 @@ def test_bad_arguments_are_refused(pair) -> None:
         nstkit.stylize(*pair, style_blend=[0.5, 0.5])
     with pytest.raises(nstkit.errors.UnknownComponentError, match="unknown layer 'relu9_1'"):
         nstkit.stylize(*pair, size=32, iterations=1, content_layers=["relu9_1"], device="cpu")
+
+
+def test_style_features_are_computed_once_per_style_and_size(pair) -> None:
+    from nstkit.engine import StyleCache
+
+    content, style = pair
+    cache = StyleCache()
+    common = {"size": 32, "iterations": 1, "seed": 0, "weights": "random", "cache": cache}
+    first = nstkit.stylize(content, style, **common)
+    second = nstkit.stylize(content, style, **common)
+    assert (cache.misses, cache.hits) == (1, 1)
+    assert torch.equal(first.image, second.image)  # reusing the targets changes nothing
+    nstkit.stylize(content, style, **{**common, "size": 48})
+    assert (cache.misses, cache.hits) == (2, 1)  # another size is another target
+
+
+def test_multiscale_runs_each_stage_from_the_last(pair) -> None:
+    content, style = pair
+    seen: list[tuple[int, tuple[int, int]]] = []
+
+    class Sizes:
+        @nstkit.hookimpl
+        def on_step(self, step, image) -> None:
+            seen.append((step, tuple(image.shape[-2:])))
+
+    host = PluginHost([Sizes()], autoload=False)
+    result = nstkit.stylize(content, style, size=64, iterations=4, weights="random",
+                            multiscale=[(0.5, 0.5), (1.0, 0.5)], host=host)
+    assert seen == [(1, (32, 32)), (2, (32, 32)), (3, (64, 64)), (4, (64, 64))]
+    assert len(result.history["total"]) == 4 + 2
+    assert result.settings["stages"] == [[0.5, 2], [1.0, 2]]
