@@ -280,6 +280,9 @@ def test_recipes_lists_builtins_and_show_prints_resolved_yaml() -> None:
 
 
 def test_validate_reports_ok_and_problems(tmp_path: Path) -> None:
+    good = invoke("validate", "gatys", "improved")
+    assert good.exit_code == 0
+    assert "improved.yaml (built-in): ok (improved, hash " in good.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("losses:\n  - {name: gram, weight: abc}\n  - {name: content, weight: -1}\n")
     result = invoke("validate", "gatys", bad)
