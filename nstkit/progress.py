@@ -12,6 +12,12 @@ from nstkit.hookspecs import hookimpl
 from nstkit.job import JobInfo
 
 
+def describe_step(losses: Mapping[str, float], step: int, seconds: float) -> tuple[str, str]:
+    """``("content 1.2e+05 gram 3.4e+04 total ...", "2.50 it/s")`` for a progress bar."""
+    text = " ".join(f"{name} {value:.3g}" for name, value in losses.items())
+    return text, f"{step / max(seconds, 1e-9):.2f} it/s"
+
+
 class ProgressDisplay:
     """A bar per job with the current losses; one line per job when not on a terminal."""
 
@@ -38,9 +44,8 @@ class ProgressDisplay:
     def on_step(self, job: JobInfo, step: int, losses: Mapping[str, float]) -> None:
         if self.task is None:
             return
-        rate = step / max(time.perf_counter() - self.started, 1e-9)
-        text = " ".join(f"{name} {value:.3g}" for name, value in losses.items())
-        self.progress.update(self.task, completed=step, losses=text, speed=f"{rate:.2f} it/s")
+        text, speed = describe_step(losses, step, time.perf_counter() - self.started)
+        self.progress.update(self.task, completed=step, losses=text, speed=speed)
 
     @hookimpl
     def on_job_end(self, job: JobInfo, result, error) -> None:

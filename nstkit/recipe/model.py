@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ class Recipe:
     def iterations(self) -> int:
         return int(self.data["optimizer"]["iterations"])
 
-    @property
+    @cached_property
     def hash(self) -> str:
         """sha256 of everything that changes the result: the recipe without its description
         and ``output.save_every``, plus the bytes of an ``init`` image or a weights file."""

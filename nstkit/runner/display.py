@@ -18,6 +18,7 @@ from rich.progress import (
 
 from nstkit.hookspecs import hookimpl
 from nstkit.job import JobInfo
+from nstkit.progress import describe_step
 
 
 class BatchDisplay:
@@ -72,6 +73,5 @@ class BatchDisplay:
     def on_step(self, job: JobInfo, step: int, losses: Mapping[str, float]) -> None:
         if self.job_task is None:
             return
-        rate = step / max(time.perf_counter() - self.started, 1e-9)
-        text = " ".join(f"{name} {value:.3g}" for name, value in losses.items())
-        self.progress.update(self.job_task, completed=step, info=f"{text}  {rate:.2f} it/s")
+        text, speed = describe_step(losses, step, time.perf_counter() - self.started)
+        self.progress.update(self.job_task, completed=step, info=f"{text}  {speed}")
