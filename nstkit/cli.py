@@ -142,9 +142,9 @@ def layers(
         console.print(name + (f"  (alias: {aliases[name]})" if name in aliases else ""))
 
 
-from nstkit import cli_run  # noqa: E402  (registers run, recipes, validate on app)
+from nstkit import cli_compare, cli_run  # noqa: E402  (they register their commands on app)
 
-__all__ = ["app", "cli_run", "main"]
+__all__ = ["app", "cli_compare", "cli_run", "main"]
 
 
 def main() -> None:

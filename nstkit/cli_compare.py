@@ -1,0 +1,164 @@
+"""``nstkit compare``: recipes side by side on the same pairs, judged the same way."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from nstkit.cli import _fail, app, console, err
+from nstkit.cli_run import Sets, _check_device, _load, _prepare_out
+from nstkit.errors import NstkitError
+from nstkit.plugins import get_host
+from nstkit.runner.execute import InputHashes, Outcome, RunOptions
+
+if TYPE_CHECKING:  # imported by the command itself: matplotlib and VGG19 are slow to load
+    from nstkit.compare import Comparison, Variant
+
+
+@app.command()
+def compare(
+    recipes: Annotated[list[str], typer.Argument(
+        help="Recipes to compare (built-in names or YAML files); one is enough with --sweep.")],
+    content: Annotated[list[Path], typer.Option(help="Content image or folder (repeatable).")],
+    style: Annotated[list[Path], typer.Option(help="Style image or folder (repeatable).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    sweep: Annotated[str | None, typer.Option(
+        help="Compare across the values of one key: --sweep extractor.pooling=max,avg")] = None,
+    reuse: Annotated[list[Path] | None, typer.Option(
+        help="A `nstkit run` output folder whose finished outputs (same recipe and inputs, "
+             "per its manifest) are used instead of recomputed (repeatable).")] = None,
+    recursive: Annotated[bool, typer.Option(help="Search folders recursively.")] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    size: Annotated[int | None, typer.Option(help="Override every recipe's size.")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Override the iterations.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
+    sets: Sets = None,
+    judge_size: Annotated[int, typer.Option(
+        min=16, help="Longest side at which outputs are judged.")] = 512,
+    thumb: Annotated[int, typer.Option(min=32, help="Cell size of grid.png in pixels.")] = 192,
+    overwrite: Annotated[bool, typer.Option(help="Redo jobs that are already done.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain one line per job.")] = False,
+) -> None:
+    """Run each recipe on the same content x style pairs and write OUT/grid.png, losses.png,
+    results.csv, results.json and report.html.
+
+    Each variant runs in OUT/runs/<variant>/ like `nstkit run` (resumable). Exit codes: 0 all
+    done, 1 some jobs failed, 2 bad usage or recipe, 130 interrupted.
+    """
+    from nstkit.compare import plan_variants
+    from nstkit.runner.plan import find_images
+
+    named = {"size": size, "optimizer.iterations": iterations, "seed": seed}
+    overrides = [*(sets or []), *(f"{k}={v}" for k, v in named.items() if v is not None)]
+    try:
+        variants = plan_variants(recipes, overrides, sweep, _load)
+        contents = [p for path in content for p in find_images(path, recursive, "content", out)]
+        styles = [p for path in style for p in find_images(path, recursive, "style", out)]
+    except NstkitError as exc:
+        _fail(exc)
+    _check_device(device)
+    _prepare_out(out)
+    command = shlex.join(["nstkit", "compare", *recipes, *_options(
+        content=content, style=style, out=[out], sweep=sweep, size=size,
+        iterations=iterations, seed=seed, set=sets or [], device=device)])
+    comparison = _collect(variants, contents, styles, out, device, reuse or [], overwrite,
+                          quiet, command)
+    _publish(comparison, judge_size, device, thumb)
+
+
+def _options(**values: Any) -> list[str]:
+    args: list[str] = []
+    for key, value in values.items():
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None and not (key == "device" and item == "auto"):
+                args += [f"--{key}", str(item)]
+    return args
+
+
+def _collect(variants: list[Variant], contents: list[Path], styles: list[Path], out: Path,
+             device: str, reuse: list[Path], overwrite: bool, quiet: bool,
+             command: str) -> Comparison:
+    from nstkit.compare import Collector, Comparison
+    from nstkit.runner.display import BatchDisplay
+
+    host, hashes = get_host(), InputHashes()
+    display = BatchDisplay(err, live=err.is_terminal and not quiet)
+    collector = Collector(out, RunOptions(out, device), host, lambda v, o: _report(display, v, o),
+                          reuse, overwrite)
+    planned = {v.label: collector.plan(v, contents, styles) for v in variants}
+    try:
+        pending = {v.label: collector.pending(v, planned[v.label], hashes) for v in variants}
+    except OSError as exc:
+        _fail(NstkitError(f"reading an input failed: {exc}"))
+    todo = sum(len(jobs) for jobs, _ in pending.values())
+    display.start(todo, sum(len(planned[label]) for label in planned) - todo)
+    host.add(display, name="nstkit.runner.display")
+    try:
+        for variant in variants:
+            jobs = pending[variant.label][0]
+            if jobs and collector.run(variant, jobs).interrupted:
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        err.print("interrupted: finished outputs are kept; rerun the same command to resume")
+        raise typer.Exit(130) from None
+    except NstkitError as exc:
+        _fail(exc)
+    finally:
+        display.close()
+        host.pm.unregister(name="nstkit.runner.display")
+    entries = [e for v in variants
+               for e in collector.entries(v, planned[v.label], pending[v.label][1])]
+    pairs = [(c, s) for c in contents for s in styles]
+    return Comparison(out, variants, pairs, entries, [], command)
+
+
+def _report(display: Any, variant: Variant, outcome: Outcome) -> None:
+    display.job_finished(f"{variant.label}: {outcome.job.output}", outcome.status,
+                         outcome.seconds, outcome.error or "")
+
+
+def _publish(comparison: Comparison, judge_size: int, device: str, thumb: int) -> None:
+    from nstkit.compare import publish
+    from nstkit.compare.results import judge_entries, summarise
+    from nstkit.judge import Judge
+    from nstkit.stylize import resolve_device
+
+    done = sum(e.status == "done" for e in comparison.entries)
+    err.print(f"judging {done} output(s) at {judge_size} px with VGG19 (original weights)")
+    try:
+        judge = Judge(size=judge_size, device=resolve_device(device))
+        comparison.scores = judge_entries(comparison.entries, judge)
+        paths = publish(comparison, judge, thumb)
+    except NstkitError as exc:
+        _fail(exc)
+    rows = comparison.rows()
+    _print_tables(rows, summarise(rows))
+    for name, path in paths.items():
+        console.print(f"{name}: {path}", highlight=False)
+    raise typer.Exit(1 if any(row["status"] != "done" for row in rows) else 0)
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def _print_tables(rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> None:
+    jobs = Table("variant", "content", "style", "status", "time (s)", "judged content",
+                 "judged style", title="nstkit compare: every job")
+    for row in rows:
+        jobs.add_row(row["variant"], Path(row["content"]).name, Path(row["style"]).name,
+                     row["status"] + (" (reused)" if row["reused"] else ""),
+                     _number(row["wall_time"], 1), _number(row["judged_content"]),
+                     _number(row["judged_style"]))
+    console.print(jobs)
+    means = Table("variant", "done", "failed", "mean time (s)", "mean judged content",
+                  "mean judged style", title="per variant (lower judged distances are closer)")
+    for item in summary:
+        means.add_row(item["variant"], str(item["done"]), str(item["failed"]),
+                      _number(item["mean_wall_time"], 1), _number(item["mean_judged_content"]),
+                      _number(item["mean_judged_style"]))
+    console.print(means)

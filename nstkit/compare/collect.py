@@ -1,0 +1,129 @@
+"""Making (or finding) every output of a comparison: one ``nstkit run`` folder per variant."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nstkit.compare.curves import CurveRecorder
+from nstkit.compare.variants import Variant
+from nstkit.plugins import PluginHost
+from nstkit.runner.execute import (
+    InputHashes,
+    Outcome,
+    RunOptions,
+    RunSummary,
+    is_done,
+    run_batch,
+    split_done,
+)
+from nstkit.runner.manifest import latest_records
+from nstkit.runner.plan import Job, plan_jobs
+
+RUNS = "runs"
+
+
+@dataclass
+class Entry:
+    """One variant applied to one content x style pair.
+
+    Attributes:
+        variant, job: what was asked for.
+        folder: the run folder holding the output and its manifest record: ``OUT/runs/<v>/``
+            or a ``--reuse`` folder.
+        record: the latest manifest record of the job, ``None`` if it never ran.
+        reused: the job was found done in a ``--reuse`` folder.
+    """
+
+    variant: Variant
+    job: Job
+    folder: Path
+    record: dict[str, Any] | None = None
+    reused: bool = False
+
+    @property
+    def status(self) -> str:
+        return (self.record or {}).get("status", "not run")
+
+    @property
+    def output(self) -> Path:
+        return self.folder / self.job.output
+
+
+def find_reusable(jobs: Sequence[Job], variant: Variant, reuse: Sequence[Path],
+                  hashes: InputHashes) -> dict[Job, Path]:
+    """The jobs already done, by the same recipe on the same inputs, in a ``reuse`` folder."""
+    found: dict[Job, Path] = {}
+    for folder in reuse:
+        records = latest_records(folder)
+        for job in jobs:
+            if job not in found and is_done(job, records.get(job.output), variant.recipe,
+                                            folder, hashes):
+                found[job] = folder
+    return found
+
+
+@dataclass
+class Collector:
+    """Runs every variant over the same jobs, resuming its own run folders and taking outputs
+    from ``reuse`` folders where their manifests show the same recipe and inputs.
+
+    Args:
+        out: the comparison folder; variant ``v`` runs in ``out/runs/<v.folder>``.
+        options: run options shared by every variant (``out`` is replaced per variant).
+        host: the plugin host the runs use.
+        report: called with each finished job's outcome (the progress display).
+    """
+
+    out: Path
+    options: RunOptions
+    host: PluginHost
+    report: Callable[[Variant, Outcome], None]
+    reuse: Sequence[Path] = ()
+    overwrite: bool = False
+
+    def plan(self, variant: Variant, contents: Sequence[Path],
+             styles: Sequence[Path]) -> list[Job]:
+        return plan_jobs(contents, styles, variant.recipe.name,
+                         variant.recipe.data["output"]["format"])
+
+    def pending(self, variant: Variant, jobs: Sequence[Job],
+                hashes: InputHashes) -> tuple[list[Job], dict[Job, Path]]:
+        """``(jobs to run, jobs reused from another folder)``."""
+        todo, _ = split_done(jobs, variant.recipe, self.run_dir(variant), self.overwrite,
+                             hashes)
+        reused = {} if self.overwrite else find_reusable(todo, variant, self.reuse, hashes)
+        return [job for job in todo if job not in reused], reused
+
+    def run_dir(self, variant: Variant) -> Path:
+        return self.out / RUNS / variant.folder
+
+    def run(self, variant: Variant, jobs: Sequence[Job]) -> RunSummary:
+        """Run ``jobs`` (the pending ones) of ``variant``, recording loss curves."""
+        run_dir = self.run_dir(variant)
+        options = RunOptions(run_dir, self.options.device, self.options.batch_size,
+                             self.options.fail_fast)
+        name = f"nstkit.compare.curves.{variant.folder}"
+        self.host.add(CurveRecorder(run_dir), name=name)
+        try:
+            return run_batch(variant.recipe, jobs, options, self.host,
+                             lambda outcome: self.report(variant, outcome))
+        finally:
+            self.host.pm.unregister(name=name)
+
+    def entries(self, variant: Variant, jobs: Sequence[Job],
+                reused: dict[Job, Path]) -> list[Entry]:
+        """Where each job's output and record are, after the run."""
+        run_dir = self.run_dir(variant)
+        own = latest_records(run_dir) if run_dir.exists() else {}
+        found = {folder: latest_records(folder) for folder in set(reused.values())}
+        entries = []
+        for job in jobs:
+            if job in reused:
+                folder = reused[job]
+                entries.append(Entry(variant, job, folder, found[folder][job.output], True))
+            else:
+                entries.append(Entry(variant, job, run_dir, own.get(job.output)))
+        return entries
