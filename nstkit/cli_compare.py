@@ -125,12 +125,14 @@ def _publish(comparison: Comparison, judge_size: int, device: str, thumb: int) -
     from nstkit.compare import publish
     from nstkit.compare.results import judge_entries, summarise
     from nstkit.judge import Judge
-    from nstkit.stylize import resolve_device
+    from nstkit.stylize import build_extractor, resolve_device
 
     done = sum(e.status == "done" for e in comparison.entries)
     err.print(f"judging {done} output(s) at {judge_size} px with VGG19 (original weights)")
     try:
-        judge = Judge(size=judge_size, device=resolve_device(device))
+        dev = resolve_device(device)  # the judge's VGG19 is shared with recipes that use it
+        vgg = build_extractor(get_host(), "vgg19", dev, pooling="max", weights="original")
+        judge = Judge(vgg, size=judge_size, device=dev)
         comparison.scores = judge_entries(comparison.entries, judge)
         paths = publish(comparison, judge, thumb)
     except NstkitError as exc:

@@ -1,0 +1,191 @@
+"""``nstkit compare``: variants, sweeps, reuse of earlier outputs and every file it writes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from nstkit.cli import app
+from nstkit.compare.collect import find_reusable
+from nstkit.compare.curves import read_curve
+from nstkit.compare.variants import Variant, parse_sweep, plan_variants, split_values
+from nstkit.errors import NstkitError
+from nstkit.recipe import load_recipe
+from nstkit.runner.execute import InputHashes
+from nstkit.runner.plan import plan_jobs
+
+runner = CliRunner()
+FAST = ["--size", "32", "--iterations", "2", "--judge-size", "32", "--thumb", "48", "--quiet"]
+FILES = ("grid.png", "losses.png", "results.csv", "results.json", "report.html")
+
+
+def compare(tiny: Path, out: Path, *args: str, content: Path | None = None):
+    argv = ["compare", *args, "--content", content or tiny / "content",
+            "--style", tiny / "style" / "great_wave.png", "--out", out, *FAST]
+    return runner.invoke(app, [str(a) for a in argv])
+
+
+def results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def test_split_values_keeps_bracketed_lists_whole() -> None:
+    assert split_values("1e-3, [relu1_1, relu2_1],x") == ["1e-3", "[relu1_1, relu2_1]", "x"]
+
+
+@pytest.mark.parametrize("text", ["seed", "seed=1", "=1,2", "seed=1,,2", "seed=1,1"])
+def test_bad_sweeps_are_refused(text: str) -> None:
+    with pytest.raises(NstkitError, match="sweep"):
+        parse_sweep(text)
+
+
+def test_plan_variants_labels_folders_and_sweep_sets() -> None:
+    variants = plan_variants(["gatys"], ["size=64"], "losses.1.weight=1e-2,1e-4",
+                             lambda ref, sets: load_recipe(ref, sets))
+    assert [v.label for v in variants] == ["gatys losses.1.weight=1e-2",
+                                           "gatys losses.1.weight=1e-4"]
+    assert [v.recipe.data["losses"][1]["weight"] for v in variants] == [1e-2, 1e-4]
+    assert {v.recipe.data["size"] for v in variants} == {64}
+    assert [v.folder for v in variants] == ["gatys_losses.1.weight=1e-2",
+                                            "gatys_losses.1.weight=1e-4"]
+    assert all(re.fullmatch(r"[\w.=+-]+", v.folder) for v in variants)
+
+
+@pytest.mark.parametrize(("recipes", "sweep", "message"), [
+    ([], None, "at least one"), (["gatys"], None, "two or more"),
+    (["gatys", "gatys"], None, "named twice")])
+def test_plan_variants_refuses_what_cannot_be_compared(recipes, sweep, message) -> None:
+    with pytest.raises(NstkitError, match=message):
+        plan_variants(recipes, [], sweep, lambda ref, sets: load_recipe(ref, sets))
+
+
+def test_compare_two_recipes_writes_every_file(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    result = compare(tiny, out, "gatys", "improved")
+    assert result.exit_code == 0, result.output
+    assert all((out / name).is_file() for name in FILES)
+    data = results(out)
+    rows = data["rows"]
+    assert [(r["variant"], Path(r["content"]).name) for r in rows] == [
+        ("gatys", "chelsea.png"), ("gatys", "tubingen.png"),
+        ("improved", "chelsea.png"), ("improved", "tubingen.png")]
+    for row in rows:
+        assert row["status"] == "done"
+        assert row["iterations"] == 2
+        assert row["wall_time"] > 0
+        assert 0 < row["judged_content"] < 2
+        assert 0 < row["judged_style"] < 2
+        assert row["loss:total"] > 0
+        assert (out / row["output"]).is_file()
+    assert "loss:shifted_gram" in rows[2]
+    assert "loss:shifted_gram" not in rows[0]
+    assert data["judge"]["content_layer"] == "relu4_2"
+    assert [s["done"] for s in data["summary"]] == [2, 2]
+    with (out / "results.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["variant"] for r in table] == ["gatys", "gatys", "improved", "improved"]
+    assert float(table[0]["judged_style"]) == pytest.approx(rows[0]["judged_style"])
+    # 2 pairs x (content, style, 2 recipes) cells of 48 px
+    grid = Image.open(out / "grid.png")
+    assert grid.width == 8 + 4 * (48 + 8)
+    curve = read_curve(out / "runs" / "gatys", "chelsea__great_wave__gatys.png")
+    assert curve is not None
+    assert curve.steps == [0, 1, 2]
+    assert curve.losses["total"][-1] < curve.losses["total"][0]
+    assert curve.losses["total"][-1] == pytest.approx(rows[0]["loss:total"])
+    page = (out / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 2
+    assert "shifted_gram" in page  # improved's resolved YAML
+    assert "per variant" in result.output
+    assert "improved" in result.output
+
+
+def test_a_rerun_resumes_and_rejudges(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    assert compare(tiny, out, "gatys", "content-reconstruction").exit_code == 0
+    first = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.png")}
+    (out / "results.json").unlink()
+    again = compare(tiny, out, "gatys", "content-reconstruction")
+    assert again.exit_code == 0, again.output
+    assert "4 job(s) already done" in again.output
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("*.png")} == first
+    assert [r["status"] for r in results(out)["rows"]] == ["done"] * 4
+
+
+@pytest.fixture(scope="module")
+def earlier_run(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `nstkit run gatys` over the tiny content images and great_wave, as compare runs it."""
+    earlier = tmp_path_factory.mktemp("earlier")
+    run = runner.invoke(app, [str(a) for a in (
+        "run", "gatys", "--content", tiny / "content", "--style", tiny / "style" /
+        "great_wave.png", "--out", earlier, "--size", "32", "--iterations", "2", "--quiet")])
+    assert run.exit_code == 0, run.output
+    return earlier
+
+
+def test_outputs_of_nstkit_run_are_reused(tiny: Path, tmp_path: Path, earlier_run: Path) -> None:
+    out = tmp_path / "cmp"
+    result = compare(tiny, out, "gatys", "content-reconstruction", "--reuse", earlier_run)
+    assert result.exit_code == 0, result.output
+    rows = results(out)["rows"]
+    assert [r["reused"] for r in rows] == [True, True, False, False]
+    assert rows[0]["output"] == str(earlier_run / "chelsea__great_wave__gatys.png")
+    assert rows[0]["judged_style"] > 0
+    assert not (out / "runs" / "gatys").exists()
+
+
+@pytest.mark.parametrize(("sets", "expected"), [
+    ([], 2), (["optimizer.iterations=3"], 0), (["seed=7"], 0)])
+def test_reuse_needs_the_same_recipe(tiny: Path, earlier_run: Path, sets: list[str],
+                                     expected: int) -> None:
+    recipe = load_recipe("gatys", ["size=32", "optimizer.iterations=2", *sets])
+    variant = Variant("gatys", recipe, "gatys")
+    jobs = plan_jobs(sorted((tiny / "content").iterdir()), [tiny / "style" / "great_wave.png"],
+                     "gatys", "png")
+    assert len(find_reusable(jobs, variant, [earlier_run], InputHashes())) == expected
+
+
+def test_sweep_compares_one_recipe_across_values(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    result = compare(tiny, out, "gatys", "--sweep", "extractor.pooling=max,avg")
+    assert result.exit_code == 0, result.output
+    data = results(out)
+    assert [s["variant"] for s in data["summary"]] == [
+        "gatys extractor.pooling=max", "gatys extractor.pooling=avg"]
+    assert [data["recipes"][v]["data"]["extractor"]["pooling"]
+            for v in ("gatys extractor.pooling=max", "gatys extractor.pooling=avg")] == [
+        "max", "avg"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [
+        "gatys_extractor.pooling=avg", "gatys_extractor.pooling=max"]
+
+
+def test_a_failed_job_is_reported_and_the_rest_published(tiny: Path, tmp_path: Path) -> None:
+    content = tmp_path / "content"
+    shutil.copytree(tiny / "content", content)
+    (content / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "cmp"
+    result = compare(tiny, out, "gatys", "content-reconstruction", content=content)
+    assert result.exit_code == 1, result.output
+    rows = results(out)["rows"]
+    assert [r["status"] for r in rows if "broken" in r["content"]] == ["failed", "failed"]
+    assert all(r["judged_style"] is None for r in rows if r["status"] == "failed")
+    assert sum(r["status"] == "done" for r in rows) == 4
+    assert all((out / name).is_file() for name in FILES)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["gatys"], "two or more recipes"),
+    (["gatys", "nope"], "nope"),
+    (["gatys", "--sweep", "seed"], "--sweep must be")])
+def test_usage_errors_exit_2(tiny: Path, tmp_path: Path, args: list[str], message: str) -> None:
+    result = compare(tiny, tmp_path / "cmp", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "cmp" / "results.json").exists()
