@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -66,10 +68,17 @@ def test_plan_variants_refuses_what_cannot_be_compared(recipes, sweep, message) 
         plan_variants(recipes, [], sweep, lambda ref, sets: load_recipe(ref, sets))
 
 
-def test_compare_two_recipes_writes_every_file(tiny: Path, tmp_path: Path) -> None:
-    out = tmp_path / "cmp"
+@pytest.fixture(scope="module")
+def compared(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """``nstkit compare gatys improved`` on the tiny images: (folder, terminal output)."""
+    out = tmp_path_factory.mktemp("compared") / "cmp"
     result = compare(tiny, out, "gatys", "improved")
     assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_compare_two_recipes_writes_every_file(compared: tuple[Path, str]) -> None:
+    out, output = compared
     assert all((out / name).is_file() for name in FILES)
     data = results(out)
     rows = data["rows"]
@@ -103,8 +112,8 @@ def test_compare_two_recipes_writes_every_file(tiny: Path, tmp_path: Path) -> No
     page = (out / "report.html").read_text()
     assert page.count('src="data:image/png;base64,') == 2
     assert "shifted_gram" in page  # improved's resolved YAML
-    assert "per variant" in result.output
-    assert "improved" in result.output
+    assert "per variant" in output
+    assert "improved" in output
 
 
 def test_a_rerun_resumes_and_rejudges(tiny: Path, tmp_path: Path) -> None:
@@ -189,3 +198,47 @@ def test_usage_errors_exit_2(tiny: Path, tmp_path: Path, args: list[str], messag
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not (tmp_path / "cmp" / "results.json").exists()
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing in CI: .ci/run installs it with apt-get")
+        pytest.skip("Chromium not installed (Debian: apt-get install chromium)")
+    return found
+
+
+def headless(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    return subprocess.run([chromium(), *flags, *args], capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_report_renders_in_headless_chromium(compared: tuple[Path, str], tmp_path: Path) -> None:
+    out, _ = compared
+    shot = tmp_path / "report.png"
+    page = (out / "report.html").as_uri()
+    headless(tmp_path, f"--screenshot={shot}", "--window-size=1200,1600", page)
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1200, 1600)
+    colours = image.getcolors(maxcolors=1 << 20)
+    assert colours is not None
+    assert len(colours) > 500  # photographs, not a blank or text-only page
+    # the page as the browser built it: every image decoded to its natural size
+    probe = tmp_path / "probe.html"
+    probe.write_text((out / "report.html").read_text().replace("</body>", PROBE + "</body>"))
+    dom = headless(tmp_path, "--dump-dom", "--virtual-time-budget=5000", probe.as_uri()).stdout
+    sizes = dict(re.findall(r"(\w+):(\d+x\d+)", re.search(r'data-natural="([^"]*)"', dom)[1]))
+    grid, losses = Image.open(out / "grid.png"), Image.open(out / "losses.png")
+    assert sizes == {"grid": f"{grid.width}x{grid.height}",
+                     "losses": f"{losses.width}x{losses.height}"}
+
+
+PROBE = """<script>
+window.addEventListener("load", () => document.body.setAttribute("data-natural",
+  Array.from(document.images).map(i => i.id + ":" + i.naturalWidth + "x" + i.naturalHeight)
+    .join(" ")));
+</script>"""
