@@ -242,3 +242,13 @@ window.addEventListener("load", () => document.body.setAttribute("data-natural",
   Array.from(document.images).map(i => i.id + ":" + i.naturalWidth + "x" + i.naturalHeight)
     .join(" ")));
 </script>"""
+
+
+def test_sweep_over_layer_lists() -> None:
+    variants = plan_variants(["content-reconstruction"], [],
+                             "losses.0.layers=[relu1_1],[relu2_1, relu3_1]",
+                             lambda ref, sets: load_recipe(ref, sets))
+    assert [v.recipe.data["losses"][0]["layers"] for v in variants] == [
+        ["relu1_1"], ["relu2_1", "relu3_1"]]
+    assert [v.folder for v in variants] == ["content-reconstruction_losses.0.layers=_relu1_1",
+                                            "content-reconstruction_losses.0.layers=_relu2_1_relu3_1"]
