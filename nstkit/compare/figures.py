@@ -53,28 +53,26 @@ def contact_sheet(pairs: Sequence[tuple[Path, Path]], labels: Sequence[str],
     ``column``; an output that is missing or failed shows as a grey square with its status.
     """
     font = _font()
-    cols = 2 + len(labels)
-    width = PAD + cols * (side + PAD)
+    headers = ["content", "style", *labels]
     row_height = side + 2 * LINE + PAD
-    sheet = Image.new("RGB", (width, LINE + PAD + len(pairs) * row_height), BACKGROUND)
+    sheet = Image.new("RGB", (PAD + len(headers) * (side + PAD),
+                              LINE + PAD + len(pairs) * row_height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
-    for col, label in enumerate(["content", "style", *labels]):
+    for col, label in enumerate(headers):
         draw.text((PAD + col * (side + PAD), PAD // 2), _fit(draw, label, side, font),
                   fill=INK, font=font)
     for row, (content, style) in enumerate(pairs):
+        outputs = [cells[(row, col)] for col in range(len(labels))]
+        row_cells = [(content, [content.name]), (style, [style.name]), *(
+            (entry.output if entry.status == "done" else None, _captions(entry, score))
+            for entry, score in outputs)]
         top = LINE + PAD + row * row_height
-        captions = {0: [content.name], 1: [style.name]}
-        images = {0: content, 1: style}
-        for col in range(len(labels)):
-            entry, score = cells[(row, col)]
-            images[2 + col] = entry.output if entry.status == "done" else None
-            captions[2 + col] = _captions(entry, score)
-        for col in range(cols):
+        for col, (path, captions) in enumerate(row_cells):
             left = PAD + col * (side + PAD)
-            path = images[col]
             thumb = _thumb(path, side) if path else Image.new("RGB", (side, side), MISSING)
-            sheet.paste(thumb, (left + (side - thumb.width) // 2, top + (side - thumb.height) // 2))
-            for line, text in enumerate(captions[col]):
+            sheet.paste(thumb, (left + (side - thumb.width) // 2,
+                                top + (side - thumb.height) // 2))
+            for line, text in enumerate(captions):
                 draw.text((left, top + side + 2 + line * LINE), _fit(draw, text, side, font),
                           fill=INK, font=font)
     return sheet
