@@ -58,6 +58,9 @@ def compare(
         variants = plan_variants(recipes, overrides, sweep, _load)
         contents = [p for path in content for p in find_images(path, recursive, "content", out)]
         styles = [p for path in style for p in find_images(path, recursive, "style", out)]
+        missing = [str(path) for path in reuse or [] if not path.is_dir()]
+        if missing:
+            raise NstkitError(f"--reuse folder(s) not found: {', '.join(missing)}")
     except NstkitError as exc:
         _fail(exc)
     _check_device(device)
@@ -137,6 +140,9 @@ def _publish(comparison: Comparison, judge_size: int, device: str, thumb: int) -
         paths = publish(comparison, judge, thumb)
     except NstkitError as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        err.print("interrupted while judging: the outputs are kept; rerun to publish")
+        raise typer.Exit(130) from None
     rows = comparison.rows()
     _print_tables(rows, summarise(rows))
     for name, path in paths.items():

@@ -15,13 +15,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from nstkit.cli import app
-from nstkit.compare.collect import find_reusable
+from nstkit.compare.collect import Entry, find_reusable
 from nstkit.compare.curves import read_curve
+from nstkit.compare.results import judge_entries, make_rows
 from nstkit.compare.variants import Variant, parse_sweep, plan_variants, split_values
 from nstkit.errors import NstkitError
 from nstkit.recipe import load_recipe
 from nstkit.runner.execute import InputHashes
-from nstkit.runner.plan import plan_jobs
+from nstkit.runner.plan import Job, plan_jobs
 
 runner = CliRunner()
 FAST = ["--size", "32", "--iterations", "2", "--judge-size", "32", "--thumb", "48", "--quiet"]
@@ -192,7 +193,8 @@ def test_a_failed_job_is_reported_and_the_rest_published(tiny: Path, tmp_path: P
 @pytest.mark.parametrize(("args", "message"), [
     (["gatys"], "two or more recipes"),
     (["gatys", "nope"], "nope"),
-    (["gatys", "--sweep", "seed"], "--sweep must be")])
+    (["gatys", "--sweep", "seed"], "--sweep must be"),
+    (["gatys", "improved", "--reuse", "no-such-folder"], "--reuse folder(s) not found")])
 def test_usage_errors_exit_2(tiny: Path, tmp_path: Path, args: list[str], message: str) -> None:
     result = compare(tiny, tmp_path / "cmp", *args)
     assert result.exit_code == 2, result.output
@@ -252,3 +254,18 @@ def test_sweep_over_layer_lists() -> None:
         ["relu1_1"], ["relu2_1", "relu3_1"]]
     assert [v.folder for v in variants] == ["content-reconstruction_losses.0.layers=_relu1_1",
                                             "content-reconstruction_losses.0.layers=_relu2_1_relu3_1"]
+
+
+def test_an_output_that_cannot_be_judged_keeps_its_row(tmp_path: Path) -> None:
+    recipe = load_recipe("gatys")
+    job = Job(tmp_path / "c.png", tmp_path / "s.png", "c__s__gatys.png")
+    entry = Entry(Variant("gatys", recipe, "gatys"), job, tmp_path, {"status": "done"})
+
+    def unreadable(*args, **kwargs):
+        raise OSError("cannot identify image file")
+
+    assert judge_entries([entry], unreadable) == [None]
+    row = make_rows([entry], [None], tmp_path)[0]
+    assert row["status"] == "done"
+    assert row["judged_style"] is None
+    assert row["error"] == "OSError: cannot identify image file"

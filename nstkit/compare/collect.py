@@ -35,6 +35,7 @@ class Entry:
             or a ``--reuse`` folder.
         record: the latest manifest record of the job, ``None`` if it never ran.
         reused: the job was found done in a ``--reuse`` folder.
+        judge_error: why a finished output could not be judged, if it could not.
     """
 
     variant: Variant
@@ -42,6 +43,7 @@ class Entry:
     folder: Path
     record: dict[str, Any] | None = None
     reused: bool = False
+    judge_error: str | None = None
 
     @property
     def status(self) -> str:

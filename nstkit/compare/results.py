@@ -21,15 +21,19 @@ FIELDS = ("variant", "recipe", "content", "style", "status", "output", "reused",
 
 def judge_entries(entries: Sequence[Entry], judge: Judge,
                   progress: Callable[[Entry], None] = lambda entry: None) -> list[Scores | None]:
-    """Judged distances of every finished entry (``None`` for the others)."""
+    """Judged distances of every finished entry; ``None`` for the others, and for an output
+    that cannot be judged (its ``judge_error`` is set)."""
     scores: list[Scores | None] = []
     for entry in entries:
+        score = None
         if entry.status == "done":
-            scores.append(judge(entry.output, entry.job.content, entry.job.style,
-                                style_key=str(entry.job.style)))
+            try:
+                score = judge(entry.output, entry.job.content, entry.job.style,
+                              style_key=str(entry.job.style))
+            except (OSError, ValueError, RuntimeError) as exc:
+                entry.judge_error = f"{type(exc).__name__}: {exc}"
             progress(entry)
-        else:
-            scores.append(None)
+        scores.append(score)
     return scores
 
 
@@ -47,7 +51,7 @@ def make_rows(entries: Sequence[Entry], scores: Sequence[Scores | None],
             "iterations": record.get("iterations"),
             "judged_content": None if score is None else round(score.content, 6),
             "judged_style": None if score is None else round(score.style, 6),
-            "error": record.get("error"),
+            "error": record.get("error") or entry.judge_error,
         }
         for term, value in (record.get("losses") or {}).items():
             row[f"loss:{term}"] = value
