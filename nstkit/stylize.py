@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,22 +60,31 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-_extractors: dict[tuple, FeatureExtractor] = {}
+EXTRACTOR_CACHE_SIZE = 4
+_extractors: OrderedDict[tuple, FeatureExtractor] = OrderedDict()
 
 
 def build_extractor(host: PluginHost, name: str, device: torch.device,
                     **options: Any) -> FeatureExtractor:
-    """The extractor ``name`` on ``device``, built once per factory, options and device."""
+    """The extractor ``name`` on ``device``, built once per factory, options and device.
+
+    The last ``EXTRACTOR_CACHE_SIZE`` extractors are kept (a VGG19 holds 80 MB of weights), so
+    a long process that meets many weight files or options does not keep them all.
+    """
     entry = host.extractors.entry(name)
     key = (entry.factory, device, tuple(sorted((k, str(v)) for k, v in options.items())))
-    if key not in _extractors:
-        try:
-            extractor = entry.factory(**options)
-        except (NstkitError, ValueError, TypeError):
-            raise
-        except Exception as exc:
-            raise PluginError(entry.plugin, f"extractor {name!r} failed: {exc}") from exc
-        _extractors[key] = extractor.to(device)
+    if key in _extractors:
+        _extractors.move_to_end(key)
+        return _extractors[key]
+    try:
+        extractor = entry.factory(**options)
+    except (NstkitError, ValueError, TypeError):
+        raise
+    except Exception as exc:
+        raise PluginError(entry.plugin, f"extractor {name!r} failed: {exc}") from exc
+    _extractors[key] = extractor.to(device)
+    while len(_extractors) > EXTRACTOR_CACHE_SIZE:
+        _extractors.popitem(last=False)
     return _extractors[key]
 
 

@@ -10,6 +10,7 @@ import torch
 import nstkit
 from nstkit.image import load_image
 from nstkit.plugins import PluginHost
+from nstkit.testing import TinyExtractor, make_host
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +146,22 @@ def test_multiscale_runs_each_stage_from_the_last(pair) -> None:
     assert seen == [(1, (32, 32)), (2, (32, 32)), (3, (64, 64)), (4, (64, 64))]
     assert len(result.history["total"]) == 4 + 2
     assert result.settings["stages"] == [[0.5, 2], [1.0, 2]]
+
+
+class _TinyExtractors:
+    @nstkit.hookimpl
+    def register_extractors(self, register) -> None:
+        register("tiny", lambda seed=0, **options: TinyExtractor(seed=seed))
+
+
+def test_extractor_cache_keeps_the_most_recent_few() -> None:
+    from nstkit.stylize import EXTRACTOR_CACHE_SIZE, _extractors, build_extractor
+
+    host = make_host(_TinyExtractors())
+    cpu = torch.device("cpu")
+    first = build_extractor(host, "tiny", cpu, seed=0)
+    assert build_extractor(host, "tiny", cpu, seed=0) is first
+    for seed in range(1, EXTRACTOR_CACHE_SIZE + 3):
+        build_extractor(host, "tiny", cpu, seed=seed)
+    assert len(_extractors) == EXTRACTOR_CACHE_SIZE
+    assert build_extractor(host, "tiny", cpu, seed=0) is not first  # evicted, built again
