@@ -30,6 +30,10 @@ class WeightsError(NstkitError):
     """Model weights could not be found, read or matched to the architecture."""
 
 
+class ImageError(NstkitError, ValueError):
+    """An image file that cannot be read: missing, damaged, not an image, or too large."""
+
+
 class LossError(NstkitError):
     """A loss term produced something that is not a finite scalar."""
 

@@ -6,19 +6,29 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
+from nstkit.errors import ImageError
+
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
+SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 
 
 def load_image(source: ImageInput) -> torch.Tensor:
     """An image as a float tensor ``(B, 3, H, W)``, RGB in ``[0, 1]``.
 
-    Files and PIL images are EXIF-rotated upright and converted to RGB (alpha composited on
-    white); a tensor ``(3, H, W)`` or ``(B, 3, H, W)`` is taken as RGB in ``[0, 1]``.
+    Files are EXIF-rotated upright. Every mode becomes RGB: greyscale, palette and CMYK are
+    converted, 16-bit greyscale is scaled by ``1/65535``, and transparent pixels (RGBA, LA,
+    palette transparency) are composited on white, so alpha is dropped. A tensor
+    ``(3, H, W)`` or ``(B, 3, H, W)`` is taken as RGB in ``[0, 1]``.
+
+    Raises:
+        ImageError: naming the file, when it is missing, not an image, truncated or damaged,
+            or larger than ``PIL.Image.MAX_IMAGE_PIXELS`` (refused before decoding).
     """
     if isinstance(source, torch.Tensor):
         tensor = source.detach().float()
@@ -28,14 +38,48 @@ def load_image(source: ImageInput) -> torch.Tensor:
                              f"got {tuple(source.shape)}")
         return tensor.clamp(0, 1)
     pil = source if isinstance(source, Image.Image) else _open(Path(source))
+    if pil.mode in SIXTEEN_BIT_MODES:
+        grey = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 65535).clamp(0, 1)
+        return grey.expand(1, 3, *grey.shape).contiguous()
     return pil_to_tensor(_to_rgb(pil)).unsqueeze(0).float().contiguous() / 255
 
 
 def _open(path: Path) -> Image.Image:
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
-        img.load()
-        return img
+    """Open, check the size in the header, then decode and turn upright."""
+    try:
+        with Image.open(path) as img:
+            check_pixels(path, img.size)
+            img = ImageOps.exif_transpose(img)
+            img.load()
+            return img
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"refused image {path}: {exc}") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"cannot read image {path}: not an image, or a format Pillow cannot "
+                         f"read (UnidentifiedImageError)") from None
+    except FileNotFoundError:
+        raise ImageError(f"cannot read image {path}: no such file") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"cannot read image {path}: truncated or damaged "
+                         f"({type(exc).__name__}: {exc})") from None
+
+
+def check_pixels(path: Path, size: tuple[int, int]) -> None:
+    """Refuse, before decoding, an image with more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``.
+
+    A small file can declare a huge image (a decompression bomb); Pillow only warns below
+    twice its limit. Raise ``PIL.Image.MAX_IMAGE_PIXELS`` to allow larger images.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    width, height = size
+    if limit is not None and width * height > limit:
+        raise ImageError(f"refused image {path}: {width}x{height} px is "
+                         f"{width * height / 1e6:.1f} megapixels, over the limit of "
+                         f"{limit / 1e6:.1f} (PIL.Image.MAX_IMAGE_PIXELS); a decompression "
+                         f"bomb? Decoding it would need about "
+                         f"{width * height * 16 / 2**30:.1f} GiB")
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
