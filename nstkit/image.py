@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,10 @@ def load_image(source: ImageInput) -> torch.Tensor:
 def _open(path: Path) -> Image.Image:
     """Open, check the size in the header, then decode and turn upright."""
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # the size is checked here, more strictly
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
             check_pixels(path, img.size)
             img = ImageOps.exif_transpose(img)
             img.load()
@@ -61,7 +65,7 @@ def _open(path: Path) -> Image.Image:
                          f"read (UnidentifiedImageError)") from None
     except FileNotFoundError:
         raise ImageError(f"cannot read image {path}: no such file") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error...
         raise ImageError(f"cannot read image {path}: truncated or damaged "
                          f"({type(exc).__name__}: {exc})") from None
 
