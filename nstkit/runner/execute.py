@@ -204,6 +204,8 @@ class Runner:
 
     def run_jobs(self, jobs: list[Job], content: Any) -> None:
         start = time.perf_counter()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
         try:
             result = stylize(content, jobs[0].style, **self.kwargs, device=self.device,
                              host=self.host, job_name=jobs[0].output, cache=self.cache,
@@ -215,13 +217,31 @@ class Runner:
                 for job in jobs:
                     self.run_jobs([job], job.content)
                 return
-            self.fail(jobs, exc, time.perf_counter() - start, "CUDA out of memory; try a "
-                      "smaller --size or --batch-size, or --device cpu")
+            self.fail(jobs, exc, time.perf_counter() - start, self.memory_report(content))
             return
         except Exception as exc:
             self.fail(jobs, exc, time.perf_counter() - start)
             return
         self.finish(jobs, result, time.perf_counter() - start)
+
+    def memory_report(self, content: Any) -> str:
+        """What a job that ran out of CUDA memory asked for, and what the device had.
+
+        ``content`` is the job's content path or its batch ``(B, 3, H, W)``.
+        """
+        try:
+            image = content if isinstance(content, torch.Tensor) else resize_longest(
+                load_image(content), self.kwargs["size"])
+            (count, _, h, w) = image.shape
+            parts = [f"{h}x{w} px, {count} image{'s' * (count > 1)} at once"]
+        except Exception:  # the report must not hide the out-of-memory error
+            parts = []
+        if self.device.type == "cuda" and torch.cuda.is_available():
+            free, total = torch.cuda.mem_get_info(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+            parts.append(f"{peak / 2**30:.1f} GiB allocated at the peak, {free / 2**30:.1f} of "
+                         f"{total / 2**30:.1f} GiB free on {self.device}")
+        return "; ".join([*parts, "try a smaller --size or --batch-size, or --device cpu"])
 
     def finish(self, jobs: list[Job], result: Any, seconds: float) -> None:
         options = {key: self.recipe.data["output"][key] for key in SAVE_OPTIONS[self.suffix]}

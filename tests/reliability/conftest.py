@@ -6,7 +6,6 @@ Every job here is tiny (32 px, 2 steps); images that must be bad are generated i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from nstkit.cli import app
+from nstkit.runner.manifest import read_records
 
 FAST = ("--size", "32", "--iterations", "2", "--quiet")
 
@@ -41,11 +41,8 @@ def run(content: Path, style: Path, out: Path, *extra: object, recipe: str = "ga
 
 
 def records(out: Path) -> list[dict]:
-    """Every record of ``OUT/manifest.jsonl``, in order."""
-    path = out / "manifest.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line]
+    """Every record of ``OUT/manifest.jsonl``, in order (a line torn by a kill skipped)."""
+    return list(read_records(out)) if out.is_dir() else []
 
 
 def by_content(out: Path) -> dict[str, dict]:
