@@ -252,21 +252,6 @@ def test_usage_errors_exit_2_without_traceback(tiny: Path, tmp_path: Path, monke
     assert "Traceback" not in result.output
 
 
-def test_an_empty_folder_is_an_error(tmp_path: Path, tiny: Path) -> None:
-    (tmp_path / "empty").mkdir()
-    result = invoke("run", "gatys", "--content", tmp_path / "empty", "--style", tiny / "style",
-                    "--out", tmp_path / "o")
-    assert result.exit_code == 2
-    assert "no images" in result.output
-
-
-def test_out_must_be_a_writable_folder(tiny: Path, tmp_path: Path) -> None:
-    (tmp_path / "file").write_text("x")
-    result = run_tiny(tiny, tmp_path / "file")
-    assert result.exit_code == 2
-    assert "exists and is not a folder" in result.output
-
-
 def test_recipes_lists_builtins_and_show_prints_resolved_yaml() -> None:
     listing = invoke("recipes")
     assert listing.exit_code == 0

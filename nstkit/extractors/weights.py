@@ -67,7 +67,8 @@ def read_state_file(path: str | Path) -> StateDict:
     except pickle.UnpicklingError as exc:
         if "Unsupported global" not in str(exc):
             raise WeightsError(f"cannot read weights file {path}: not a torch state dict "
-                               f"(corrupt or another format)") from None
+                               f"(corrupt or another format; nothing in it was run: "
+                               f"torch.load(weights_only=True) refused it)") from None
         found = str(exc).split("Unsupported global:")[-1].split(" was not")[0].strip()
         raise WeightsError(
             f"refused to load {path}: it holds pickled objects other than tensors ({found}); "
