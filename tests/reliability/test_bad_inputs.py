@@ -6,12 +6,15 @@ test per kind of input; plus what loading makes of each image mode, pixel by pix
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
 from nstkit.errors import ImageError
@@ -238,3 +241,42 @@ def test_other_modes_load_as_their_rgb_conversion(tiny: Path, tmp_path: Path, mo
     expected = np.asarray(converted.convert("RGB"), dtype=np.float32) / 255
     image = load_image(tmp_path / "x.tif")[0].permute(1, 2, 0).numpy()
     assert np.abs(image - expected).max() < 1e-6
+
+
+@pytest.fixture(scope="module")
+def encoded(tiny: Path) -> dict[str, bytes]:
+    """A 16x12 image encoded as PNG, JPEG, GIF and 16-bit PNG."""
+    small = _source(tiny).resize((16, 12))
+    grey16 = Image.fromarray(np.asarray(small.convert("L"), dtype=np.uint16) * 257)
+    blobs = {}
+    for name, image, kind in (("png", small, "PNG"), ("jpg", small, "JPEG"),
+                              ("gif", small.convert("P"), "GIF"), ("png16", grey16, "PNG")):
+        buffer = io.BytesIO()
+        image.save(buffer, kind)
+        blobs[name] = buffer.getvalue()
+    return blobs
+
+
+@settings(max_examples=80, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(["png", "jpg", "gif", "png16"]),
+       edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=6),
+       cut=st.none() | st.integers(0, 10**6))
+def test_damaged_bytes_load_or_give_an_image_error(encoded: dict[str, bytes], tmp_path: Path,
+                                                  kind: str, edits: list, cut: int | None):
+    data = bytearray(encoded[kind])
+    for position, value in edits:
+        data[position % len(data)] = value
+    if cut is not None:
+        data = data[: cut % (len(data) + 1)]
+    path = tmp_path / "damaged.img"
+    path.write_bytes(bytes(data))
+    try:
+        image, error = load_image(path), ""
+    except ImageError as exc:
+        image, error = None, str(exc)
+    if image is None:
+        assert str(path) in error
+    else:
+        assert image.shape[:2] == (1, 3)
+        assert 0 <= image.min() <= image.max() <= 1

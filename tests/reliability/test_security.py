@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from nstkit.plugins import PluginHost
 from nstkit.runner.manifest import file_sha256
 
 from .conftest import records, run
@@ -202,22 +203,25 @@ def _plant_plugin(folder: Path, marker: Path) -> None:
     (folder / "nstkit_evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
 
 
-@pytest.mark.parametrize("placed", ["current folder", "installed (PYTHONPATH)"])
-def test_plugins_load_from_installed_entry_points_never_the_current_folder(
-        tmp_path: Path, placed: str) -> None:
+def test_python_m_nstkit_never_loads_plugins_from_the_current_folder(tmp_path: Path) -> None:
     folder, marker = tmp_path / "photos", tmp_path / "MARKER"
     _plant_plugin(folder, marker)
     env = {k: v for k, v in os.environ.items() if not k.startswith("NSTKIT_")}
-    env["NSTKIT_PLUGINS"] = "evil"  # only the planted one, to keep this fast
-    if placed != "current folder":
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(folder),
-                                                          env.get("PYTHONPATH")]))
+    env["NSTKIT_PLUGINS"] = "evil"  # allowed by name, still not loaded from the folder
     done = subprocess.run([sys.executable, "-m", "nstkit", "plugins"], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    if placed == "current folder":
-        assert not marker.exists()
-        assert "evil" not in done.stdout
-    else:  # the check can see a plugin being loaded
-        assert marker.exists()
-        assert "evil 1.0" in done.stdout
+    assert "evil" not in done.stdout
+    assert not marker.exists()
+
+
+def test_the_same_plugin_installed_is_loaded(tmp_path: Path, monkeypatch) -> None:
+    """The control: the check above can see a plugin being loaded."""
+    folder, marker = tmp_path / "site-packages", tmp_path / "MARKER"
+    _plant_plugin(folder, marker)
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.delenv("NSTKIT_DISABLE_PLUGIN_AUTOLOAD")
+    monkeypatch.setenv("NSTKIT_PLUGINS", "evil")
+    host = PluginHost()
+    assert host.pm.has_plugin("evil")
+    assert marker.exists()
