@@ -7,6 +7,7 @@ test per kind of input; plus what loading makes of each image mode, pixel by pix
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -117,10 +118,15 @@ FAILING = {
 def test_the_batch_exits_1_and_counts_every_job(batch) -> None:
     inputs, out, result = batch
     assert result.exit_code == 1, result.output
-    assert "failed jobs" in result.output
     found = records(out)
     assert len(found) == len(list(inputs.iterdir())) + 1  # + the SVG
     assert len({r["output"] for r in found}) == len(found)  # one record per job, none lost
+    failed = sorted(r["output"] for r in found if r["status"] == "failed")
+    assert len(failed) == len(FAILING) + 1  # + the very wide image
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(f["output"] for f in summary["failures"]) == failed
+    assert summary["done"] == len(found) - len(failed)
+    assert "failed jobs" in result.stdout
 
 
 @pytest.mark.parametrize(("name", "problem"), FAILING.items())
@@ -132,7 +138,8 @@ def test_an_unreadable_image_fails_alone_naming_the_file(batch, name: str, probl
     assert str(Path(record["content"]["path"])) in record["error"]
     assert problem in record["error"]
     assert not (out / record["output"]).exists()
-    assert f"{record['output']}: failed" in result.output
+    assert f"{record['output']}: failed in " in result.stderr
+    assert record["output"] in result.stdout  # the failures table
 
 
 def test_a_decompression_bomb_is_refused_before_decoding(tmp_path: Path, monkeypatch) -> None:

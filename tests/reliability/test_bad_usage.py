@@ -80,8 +80,10 @@ def test_bad_usage_exits_2_and_writes_nothing(tiny: Path, tmp_path: Path, case: 
     out = tmp_path / "out"
     result = run(content, style, out, *extra, recipe=str(recipe))
     assert result.exit_code == 2, result.output
-    assert message in result.output
+    assert result.stderr.startswith("error: ")
+    assert message in result.stderr
     assert "Traceback" not in result.output
+    assert result.stdout == ""
     assert not out.exists() or not any(out.iterdir())
 
 

@@ -21,6 +21,8 @@ from nstkit.hookspecs import hookimpl
 from nstkit.image import load_image
 from nstkit.losses import LossTerm
 from nstkit.plugins import get_host
+from nstkit.recipe import load_recipe
+from nstkit.runner.execute import Runner, RunOptions
 from nstkit.runner.manifest import file_sha256
 
 from .conftest import FAST, by_content, records, run
@@ -99,6 +101,7 @@ def test_sigint_stops_cleanly_with_a_summary_and_exit_130(tiny: Path, tmp_path: 
     assert summary == {"done": 1, "failed": 0, "skipped": 0, "interrupted": True,
                        "failures": []}
     assert check_done_outputs(out) == ["chelsea__great_wave__gatys.png"]
+    assert len(records(out)) == 1  # the job in progress left no record
     assert visible_images(out) == {"chelsea__great_wave__gatys.png"}
     assert not list(out.glob(".*.tmp"))
 
@@ -199,6 +202,17 @@ def test_cuda_oom_of_a_single_image_is_reported_and_the_batch_goes_on(tiny: Path
     assert "32x32 px, 1 image at once" in error
     assert "try a smaller --size or --batch-size, or --device cpu" in error
     assert json.loads((out / "summary.json").read_text())["failed"] == 1
+
+
+def test_cuda_oom_reports_the_device_memory(tiny: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (2 * 2**30, 80 * 2**30))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 77.5 * 2**30)
+    recipe = load_recipe("gatys", ["size=32"])
+    runner = Runner(recipe, RunOptions(tmp_path, device="cuda:0"), get_host(), print)
+    assert runner.memory_report(torch.zeros(3, 3, 24, 32)) == (
+        "24x32 px, 3 images at once; 77.5 GiB allocated at the peak, 2.0 of 80.0 GiB free on "
+        "cuda:0; try a smaller --size or --batch-size, or --device cpu")
 
 
 class _FlakyHook:
