@@ -38,7 +38,7 @@ def _empty_folder(tiny: Path, tmp: Path) -> tuple[list[object], str]:
 
 
 def _missing(tiny: Path, tmp: Path) -> tuple[list[object], str]:
-    return ["gatys", tiny / "content", tmp / "nope"], f"style path '{tmp / 'nope'}' does not exist"
+    return ["gatys", tmp / "nope", tiny / "style"], f"content path '{tmp / 'nope'}' does not exist"
 
 
 def _weights(make: Callable[[Path], None], message: str) -> Case:
