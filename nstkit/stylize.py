@@ -70,6 +70,9 @@ def build_extractor(host: PluginHost, name: str, device: torch.device,
 
     The last ``EXTRACTOR_CACHE_SIZE`` extractors are kept (a VGG19 holds 80 MB of weights), so
     a long process that meets many weight files or options does not keep them all.
+
+    Raises:
+        NstkitError: the extractor failed to build, or there is no room for it on the GPU.
     """
     entry = host.extractors.entry(name)
     key = (entry.factory, device, tuple(sorted((k, str(v)) for k, v in options.items())))
@@ -82,7 +85,11 @@ def build_extractor(host: PluginHost, name: str, device: torch.device,
         raise
     except Exception as exc:
         raise PluginError(entry.plugin, f"extractor {name!r} failed: {exc}") from exc
-    _extractors[key] = extractor.to(device)
+    try:
+        _extractors[key] = extractor.to(device)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise NstkitError(f"CUDA out of memory moving extractor {name!r} to {device} "
+                          f"({exc}); free the GPU or use --device cpu") from None
     while len(_extractors) > EXTRACTOR_CACHE_SIZE:
         _extractors.popitem(last=False)
     return _extractors[key]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from nstkit.plugins import get_host
 from nstkit.recipe import load_recipe
 from nstkit.runner.execute import Runner, RunOptions
 from nstkit.runner.manifest import file_sha256
+from nstkit.testing import TinyExtractor
 
 from .conftest import FAST, by_content, records, run
 
@@ -213,6 +215,60 @@ def test_cuda_oom_reports_the_device_memory(tiny: Path, tmp_path: Path, monkeypa
     assert runner.memory_report(torch.zeros(3, 3, 24, 32)) == (
         "24x32 px, 3 images at once; 77.5 GiB allocated at the peak, 2.0 of 80.0 GiB free on "
         "cuda:0; try a smaller --size or --batch-size, or --device cpu")
+
+
+class _FullGpuExtractor(TinyExtractor):
+    """Builds fine; moving it to the device runs out of memory, as on a GPU others fill."""
+
+    def __init__(self, weights: str | None = None, pooling: str = "max") -> None:
+        super().__init__()
+
+    def to(self, *args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 548.00 MiB")
+
+
+class _FullGpu:
+    @hookimpl
+    def register_extractors(self, register) -> None:
+        register("full-gpu", _FullGpuExtractor)
+
+
+def test_cuda_oom_loading_the_extractor_is_a_clear_error(tiny: Path, tmp_path: Path) -> None:
+    get_host().add(_FullGpu(), name="test-full-gpu")
+    result = run(tiny / "content", tiny / "style", tmp_path / "out", "--set",
+                 "extractor.name=full-gpu", "--device", "cpu")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: CUDA out of memory moving extractor 'full-gpu' to "
+                                    "cpu (CUDA out of memory. Tried to allocate 548.00 MiB)")
+    assert "Traceback" not in result.output
+    assert records(tmp_path / "out") == []
+
+
+class _RemoveWhenStarting:
+    """Deletes ``path`` when the first job starts (an input removed during a batch)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @hookimpl
+    def on_job_start(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def test_an_input_removed_during_the_batch_fails_its_job_alone(tiny: Path,
+                                                              tmp_path: Path) -> None:
+    content = tmp_path / "content"
+    shutil.copytree(tiny / "content", content)
+    get_host().add(_RemoveWhenStarting(content / "tubingen.png"), name="test-remover")
+    out = tmp_path / "out"
+    result = run(content, tiny / "style" / "great_wave.png", out)
+    assert result.exit_code == 1, result.output
+    jobs = by_content(out)
+    assert jobs["chelsea.png"]["status"] == "done"
+    gone = jobs["tubingen.png"]
+    missing = content / "tubingen.png"
+    assert gone["error"] == f"ImageError: cannot read image {missing}: no such file"
+    assert gone["content"]["sha256"] is None
 
 
 class _FlakyHook:
