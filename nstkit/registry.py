@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from nstkit.errors import ComponentClashError, UnknownComponentError
@@ -18,6 +19,18 @@ class Entry:
     factory: Callable[..., Any]
     plugin: str
     description: str
+
+
+def factory_key(factory: Callable[..., Any]) -> Hashable:
+    """A key equal for equal factories, for caches of what they build.
+
+    ``functools.partial`` objects compare by identity, and a plugin host registers new ones
+    each time it is created; two partials of the same function and arguments get one key.
+    """
+    if isinstance(factory, partial):
+        keywords = tuple(sorted((k, repr(v)) for k, v in factory.keywords.items()))
+        return (factory_key(factory.func), tuple(map(repr, factory.args)), keywords)
+    return factory
 
 
 def suggest(name: str, choices: list[str]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from nstkit.image import ImageInput, load_image, resize_longest, resize_to
 from nstkit.job import JobInfo
 from nstkit.losses import LossTerm
 from nstkit.plugins import PluginHost, get_host
+from nstkit.registry import factory_key
 from nstkit.result import StyleResult
 
 DEFAULT_STYLE_WEIGHT = 1e-3  # tuned for the original (Caffe-scale) VGG19 weights
@@ -61,7 +62,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 EXTRACTOR_CACHE_SIZE = 4
-_extractors: OrderedDict[tuple, FeatureExtractor] = OrderedDict()
+_extractors: OrderedDict[Hashable, FeatureExtractor] = OrderedDict()
 
 
 def build_extractor(host: PluginHost, name: str, device: torch.device,
@@ -69,13 +70,16 @@ def build_extractor(host: PluginHost, name: str, device: torch.device,
     """The extractor ``name`` on ``device``, built once per factory, options and device.
 
     The last ``EXTRACTOR_CACHE_SIZE`` extractors are kept (a VGG19 holds 80 MB of weights), so
-    a long process that meets many weight files or options does not keep them all.
+    a long process that meets many weight files or options does not keep them all. Equal
+    factories share entries, whichever plugin host asks (each new host registers new
+    ``functools.partial`` objects for the built-ins).
 
     Raises:
         NstkitError: the extractor failed to build, or there is no room for it on the GPU.
     """
     entry = host.extractors.entry(name)
-    key = (entry.factory, device, tuple(sorted((k, str(v)) for k, v in options.items())))
+    key = (factory_key(entry.factory), device,
+           tuple(sorted((k, str(v)) for k, v in options.items())))
     if key in _extractors:
         _extractors.move_to_end(key)
         return _extractors[key]

@@ -10,7 +10,7 @@ import difflib
 import inspect
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import torch
 from nstkit.errors import NstkitError
 from nstkit.plugins import PluginHost
 from nstkit.recipe.layers import resolve_layer_spec
-from nstkit.registry import Registry, suggest
+from nstkit.registry import Registry, factory_key, suggest
 
 VERSION = 1
 GATYS_STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
@@ -389,11 +389,15 @@ class Validator:
         self.integer((*path, "save_every"), spec.get("save_every"), minimum=0)
 
 
-_probes: dict[tuple, Any] = {}
+PROBE_CACHE_SIZE = 4
+_probes: dict[Hashable, Any] = {}
 
 
 def _probe(factory: Callable[..., Any], options: Mapping[str, Any]) -> Any:
-    key = (factory, tuple(sorted((k, str(v)) for k, v in options.items())))
+    """The extractor built with ``options``; the last few are kept (each may be a VGG)."""
+    key = (factory_key(factory), tuple(sorted((k, str(v)) for k, v in options.items())))
     if key not in _probes:
         _probes[key] = factory(**options)
+        while len(_probes) > PROBE_CACHE_SIZE:
+            del _probes[next(iter(_probes))]
     return _probes[key]

@@ -21,10 +21,11 @@ import torch
 from nstkit.hookspecs import hookimpl
 from nstkit.image import load_image
 from nstkit.losses import LossTerm
-from nstkit.plugins import get_host
-from nstkit.recipe import load_recipe
+from nstkit.plugins import PluginHost, get_host
+from nstkit.recipe import load_recipe, schema
 from nstkit.runner.execute import Runner, RunOptions
 from nstkit.runner.manifest import file_sha256
+from nstkit.stylize import build_extractor
 from nstkit.testing import TinyExtractor
 
 from .conftest import FAST, by_content, records, run
@@ -336,3 +337,16 @@ def test_an_installed_plugin_that_breaks_is_named_and_the_run_goes_on(
     assert result.exit_code == 0, result.output
     assert message in [str(w.message) for w in warned]
     assert [r["status"] for r in records(out)] == ["done"]
+
+
+def test_a_long_lived_process_does_not_pile_up_extractors() -> None:
+    """Every run in one process (a CliRunner test, a notebook) makes a new plugin host, whose
+    built-in factories are new ``partial`` objects; that must not build another VGG each time
+    (the suite once reached 11 GB this way)."""
+    cpu = torch.device("cpu")
+    built = [build_extractor(PluginHost(autoload=False), "vgg16", cpu, pooling="avg",
+                             weights="random") for _ in range(2)]
+    assert built[0] is built[1]
+    for pooling in ("max", "avg") * 3:
+        load_recipe("gatys", [f"extractor.pooling={pooling}"], host=PluginHost(autoload=False))
+    assert len(schema._probes) <= 4
