@@ -22,10 +22,12 @@ from nstkit.progress import describe_step
 
 
 class BatchDisplay:
-    """An overall bar over jobs and a bar per job over iterations (losses and speed).
+    """An overall bar over jobs and a bar per running job over iterations (losses and speed).
 
-    Also a plugin: the per-job bar follows the ``on_job_start`` / ``on_step`` hooks. With
-    ``live=False`` (not a terminal, or ``--quiet``) it prints one line per finished job.
+    Also a plugin: the per-job bars follow the ``on_job_start`` / ``on_step`` hooks (local
+    jobs), or the same calls from an engine's progress relay (jobs on Ray workers, several at a
+    time). With ``live=False`` (not a terminal, or ``--quiet``) it prints one line per finished
+    job.
     """
 
     def __init__(self, console: Console, live: bool) -> None:
@@ -36,9 +38,8 @@ class BatchDisplay:
             console=console, disable=not live,
         )
         self.overall: TaskID | None = None
-        self.job_task: TaskID | None = None
+        self.job_tasks: dict[str, tuple[TaskID, float]] = {}  # job name -> (bar, start time)
         self.total = self.finished = 0
-        self.started = 0.0
 
     def start(self, total: int, skipped: int) -> None:
         self.total = total
@@ -53,6 +54,8 @@ class BatchDisplay:
         self.finished += 1
         if self.overall is not None:
             self.progress.update(self.overall, advance=1)
+        if name in self.job_tasks:
+            self.progress.remove_task(self.job_tasks.pop(name)[0])
         line = f"[{self.finished}/{self.total}] {name}: {status} in {seconds:.1f} s"
         self.console.print(line + (f" ({detail})" if detail else ""), highlight=False,
                            markup=False)
@@ -63,15 +66,17 @@ class BatchDisplay:
 
     @hookimpl
     def on_job_start(self, job: JobInfo) -> None:
-        self.started = time.perf_counter()
-        if self.live:
-            if self.job_task is not None:
-                self.progress.remove_task(self.job_task)
-            self.job_task = self.progress.add_task(job.name, total=job.iterations, info="")
+        if not self.live:
+            return
+        if job.name in self.job_tasks:  # a retry of the same job
+            self.progress.remove_task(self.job_tasks.pop(job.name)[0])
+        task = self.progress.add_task(job.name, total=job.iterations, info="")
+        self.job_tasks[job.name] = (task, time.perf_counter())
 
     @hookimpl
     def on_step(self, job: JobInfo, step: int, losses: Mapping[str, float]) -> None:
-        if self.job_task is None:
+        if job.name not in self.job_tasks:
             return
-        text, speed = describe_step(losses, step, time.perf_counter() - self.started)
-        self.progress.update(self.job_task, completed=step, info=f"{text}  {speed}")
+        task, started = self.job_tasks[job.name]
+        text, speed = describe_step(losses, step, time.perf_counter() - started)
+        self.progress.update(task, completed=step, info=f"{text}  {speed}")
