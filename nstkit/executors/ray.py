@@ -15,13 +15,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayError
 from ray.util.queue import Queue
 
 from nstkit.errors import NstkitError
@@ -118,6 +119,9 @@ class _Driver:
         self.pending: dict[Any, _Flight] = {}
         self.queues: list[deque[Any]] = []
         self.crashes: list[int] = []
+        self.state: list[str] = []  # per actor: "ok", "restarting" (probed until back), "dead"
+        self.probes: dict[Any, int] = {}
+        self.next_probe: dict[int, float] = {}
         self.jobs = {job.output: job for job in request.jobs}
         self.infos: dict[str, JobInfo] = {}
         self.progress = Queue() if request.progress is not None else None
@@ -148,13 +152,13 @@ class _Driver:
         if options.device.startswith("cuda"):
             options.device = "cuda"  # each actor sees its own GPU as cuda:0
         env = {k: v for k, v in os.environ.items() if k.startswith("NSTKIT_")}
-        send = self.progress.put_nowait if self.progress is not None else None
         remote = ray.remote(JobWorker).options(max_restarts=self.engine.max_restarts,
                                                max_task_retries=0, **ask)
         self.actors = [remote.remote(index, self.request.recipe, options, self.engine.plugins,
-                                     env, send) for index in range(count)]
+                                     env) for index in range(count)]
         self.queues = [deque() for _ in self.actors]
         self.crashes = [0] * count
+        self.state = ["ok"] * count
         try:
             ray.get([actor.info.remote() for actor in self.actors])
         except RayError as exc:
@@ -173,15 +177,14 @@ class _Driver:
                 self.progress.shutdown()
         return self.summary
 
-    def alive(self) -> list[int]:
-        return [i for i, crashes in enumerate(self.crashes) if crashes <= self.engine.max_restarts]
-
     def submit(self) -> None:
-        """Top up every live actor to ``in_flight`` calls."""
-        for index in self.alive():
+        """Top up every working actor to ``in_flight`` calls."""
+        for index in (i for i, state in enumerate(self.state) if state == "ok"):
             while self.work and len(self.queues[index]) < self.engine.in_flight:
                 group, attempt = self.work.popleft()
-                ref = self.actors[index].run.remote([_absolute(job) for job in group], attempt)
+                send = self.progress.put_nowait if self.progress is not None else None
+                ref = self.actors[index].run.remote([_absolute(job) for job in group], attempt,
+                                                    send)
                 self.pending[ref] = _Flight(index, group, attempt)
                 self.queues[index].append(ref)
 
@@ -190,17 +193,50 @@ class _Driver:
             if self.request.options.fail_fast and self.summary.count("failed"):
                 return
             self.submit()
-            if not self.pending:  # work left, but every actor is dead
+            self.probe()
+            if all(state == "dead" for state in self.state):
                 for group, _ in self.work:
                     self.recorder.fail(group, WorkerCrashError(
                         f"every Ray worker died ({self.engine.max_restarts} restarts each)"), 0.0)
                 self.work.clear()
                 return
-            timeout = 0.1 if self.progress is not None else None
-            ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=timeout)
+            waiting = [*self.pending, *self.probes]
+            if not waiting:  # only actors that are restarting, probed again shortly
+                time.sleep(0.05)
+                continue
+            polling = self.progress is not None or "restarting" in self.state
+            ready, _ = ray.wait(waiting, num_returns=1, timeout=0.1 if polling else None)
             self.relay_progress()
             for ref in ready:
-                self.finished(ref)
+                if ref in self.probes:
+                    self.probed(ref)
+                else:
+                    self.finished(ref)
+
+    def restarting(self, index: int) -> None:
+        """Stop sending work to actor ``index`` until a probe finds it back."""
+        if self.state[index] == "ok":
+            self.state[index] = "restarting"
+            self.next_probe[index] = time.monotonic()
+
+    def probe(self) -> None:
+        """Ask each restarting actor (at most every 0.25 s) whether it is back."""
+        probing = set(self.probes.values())
+        for index, state in enumerate(self.state):
+            if state == "restarting" and index not in probing \
+                    and time.monotonic() >= self.next_probe[index]:
+                self.probes[self.actors[index].info.remote()] = index
+
+    def probed(self, ref: Any) -> None:
+        index = self.probes.pop(ref)
+        try:
+            ray.get(ref)
+        except ActorUnavailableError:
+            self.next_probe[index] = time.monotonic() + 0.25
+        except RayError:
+            self.state[index] = "dead"
+        else:
+            self.state[index] = "ok"
 
     def finished(self, ref: Any) -> None:
         flight = self.pending.pop(ref)
@@ -209,7 +245,7 @@ class _Driver:
         queue.remove(ref)
         try:
             results = ray.get(ref)
-        except RayActorError as exc:
+        except RayActorError as exc:  # Ray says "unavailable" for the calls of a crashed actor
             self.crashed(flight, was_running, exc)
             return
         except RayError as exc:  # the worker code itself raised: not worth a retry
@@ -219,12 +255,15 @@ class _Driver:
             self.result(flight, item)
 
     def crashed(self, flight: _Flight, was_running: bool, exc: BaseException) -> None:
-        """The actor died: retry the job it was running (one attempt spent) and requeue the
-        ones waiting behind it (no attempt spent)."""
+        """The actor died: no more work for it until it is back; retry the job it was running
+        (one attempt spent) and requeue the ones waiting behind it (no attempt spent)."""
+        self.restarting(flight.actor)
         if not was_running:
             self.work.appendleft((flight.jobs, flight.attempt))
             return
         self.crashes[flight.actor] += 1
+        if self.crashes[flight.actor] > self.engine.max_restarts:
+            self.state[flight.actor] = "dead"
         if flight.attempt >= self.engine.max_retries:
             self.recorder.fail(flight.jobs, WorkerCrashError(
                 f"the Ray worker died {flight.attempt + 1} times running this job: "

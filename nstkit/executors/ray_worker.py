@@ -21,24 +21,27 @@ from nstkit.runner.execute import Outcome, Runner, RunOptions
 from nstkit.runner.plan import Job
 from nstkit.runner.snapshots import SnapshotWriter
 
+Send = Callable[[tuple[Any, ...]], None]
+
 
 class ProgressRelay:
     """A worker-side plugin that sends job starts and steps (at most every ``every`` seconds,
-    and always the last one) to the driver through ``send``."""
+    and always the last one) to the driver through ``send`` (nowhere while it is ``None``)."""
 
-    def __init__(self, send: Callable[[tuple[Any, ...]], None], every: float = 0.25) -> None:
+    def __init__(self, send: Send | None = None, every: float = 0.25) -> None:
         self.send, self.every = send, every
         self.last = 0.0
 
     @hookimpl
     def on_job_start(self, job: JobInfo) -> None:
         self.last = time.monotonic()
-        self.send(("start", job.name, job.iterations, job.device, tuple(job.size)))
+        if self.send is not None:
+            self.send(("start", job.name, job.iterations, job.device, tuple(job.size)))
 
     @hookimpl
     def on_step(self, job: JobInfo, step: int, losses: Mapping[str, float]) -> None:
         now = time.monotonic()
-        if step == job.iterations or now - self.last >= self.every:
+        if self.send is not None and (step == job.iterations or now - self.last >= self.every):
             self.last = now
             self.send(("step", job.name, step, dict(losses)))
 
@@ -53,18 +56,17 @@ class JobWorker:
         plugins: extra plugin objects or module names for the worker's plugin host (installed
             entry-point plugins load anyway, as in any nstkit process).
         env: ``NSTKIT_*`` variables of the driver, set before the plugins load.
-        send: where progress goes (``None``: nowhere).
     """
 
     def __init__(self, index: int, recipe: Recipe, options: RunOptions,
-                 plugins: Iterable[object | str] = (), env: Mapping[str, str] | None = None,
-                 send: Callable[[tuple[Any, ...]], None] | None = None) -> None:
+                 plugins: Iterable[object | str] = (),
+                 env: Mapping[str, str] | None = None) -> None:
         os.environ.update(env or {})
         host = get_host()
         for number, plugin in enumerate(plugins):
             host.add(plugin, name=plugin if isinstance(plugin, str) else f"worker-plugin-{number}")
-        if send is not None:
-            host.add(ProgressRelay(send), name="nstkit.executors.progress")
+        self.relay = ProgressRelay()
+        host.add(self.relay, name="nstkit.executors.progress")
         self.records: list[dict[str, Any]] = []
         self.outcomes: list[Outcome] = []
         self.runner = Runner(recipe, options, host, self.outcomes.append, writer=self.records)
@@ -81,10 +83,15 @@ class JobWorker:
         """Who this worker is: host, pid, device, ``CUDA_VISIBLE_DEVICES``."""
         return dict(self.identity)
 
-    def run(self, group: list[Job], attempt: int = 0) -> list[dict[str, Any]]:
+    def run(self, group: list[Job], attempt: int = 0,
+            send: Send | None = None) -> list[dict[str, Any]]:
         """Run one group (one job, or a batch sharing a style); one result per job:
         ``output``, ``status``, ``seconds``, ``error``, ``losses``, ``retryable`` and the
-        manifest ``record``."""
+        manifest ``record``. ``send`` takes the progress of the group's jobs.
+
+        (``send`` comes with each call, not to the constructor: Ray cannot restart an actor
+        whose constructor arguments hold an actor handle, such as a queue's.)"""
+        self.relay.send = send
         self.records.clear()
         self.outcomes.clear()
         self.runner.common["worker"] = {**self.identity, "attempt": attempt}

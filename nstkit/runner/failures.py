@@ -8,6 +8,8 @@ import errno
 import torch
 from PIL import UnidentifiedImageError
 
+from nstkit.errors import PluginError
+
 # OSErrors that say something about the input, not about the moment: retrying cannot help.
 _PERMANENT_ERRNOS = {errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM,
                      errno.ENAMETOOLONG, errno.EINVAL}
@@ -19,8 +21,11 @@ def is_transient(exc: BaseException) -> bool:
     Transient: CUDA out of memory (another job held the memory), and I/O errors such as
     ``EIO``, ``ENOSPC``, ``ESTALE`` or a timeout on a network file system. Permanent: an image
     that cannot be decoded or does not exist, a recipe or plugin error, a NaN loss, anything
-    else.
+    else. A plugin's exception is judged by its cause (a trace plugin hitting ``ENOSPC`` is
+    transient).
     """
+    if isinstance(exc, PluginError) and exc.__cause__ is not None:
+        return is_transient(exc.__cause__)  # judged by what went wrong inside the plugin
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return True
     if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():

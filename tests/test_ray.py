@@ -1,0 +1,221 @@
+"""The ``ray`` engine on a local Ray cluster with two fake GPUs (CPU only, started once per
+session): every job once, one actor per GPU, crashes and transient errors retried, permanent
+errors recorded once, resume, and the CLI against ``ray start --head``."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install nstkit[ray])")
+
+from test_run import FAST, invoke, records  # noqa: E402
+
+from nstkit.executors import RunRequest  # noqa: E402
+from nstkit.executors.ray import RayExecutor  # noqa: E402
+from nstkit.hookspecs import hookimpl  # noqa: E402
+from nstkit.plugins import get_host  # noqa: E402
+from nstkit.recipe import load_recipe  # noqa: E402
+from nstkit.runner.execute import RunOptions, split_done  # noqa: E402
+from nstkit.runner.manifest import latest_records  # noqa: E402
+from nstkit.runner.plan import find_images, plan_jobs  # noqa: E402
+
+# the workers cannot import this test module: its plugins travel by value
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+# random VGG16 weights build faster in each worker than the original VGG19 ones load
+RECIPE = ["size=32", "optimizer.iterations=2", "extractor.name=vgg16", "extractor.weights=random"]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for the session: 2 CPUs and 2 fake GPUs."""
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False,
+             object_store_memory=100 * 1024 * 1024, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+class CountStarts:
+    """Appends the name of every job a worker starts to ``path`` (one line each)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @hookimpl
+    def on_job_start(self, job) -> None:
+        with self.path.open("a") as handle:
+            handle.write(job.name + "\n")
+
+
+class CrashOnce:
+    """Kills the worker process the first time job ``name`` starts."""
+
+    def __init__(self, marker: Path, name: str) -> None:
+        self.marker, self.name = marker, name
+
+    @hookimpl
+    def on_job_start(self, job) -> None:
+        if job.name == self.name and not self.marker.exists():
+            self.marker.touch()
+            os._exit(1)
+
+
+class FlakyDisk:
+    """Raises an I/O error (EIO) the first ``times`` times job ``name`` starts."""
+
+    def __init__(self, counter: Path, name: str, times: int) -> None:
+        self.counter, self.name, self.times = counter, name, times
+
+    @hookimpl
+    def on_job_start(self, job) -> None:
+        if job.name != self.name:
+            return
+        seen = len(self.counter.read_text()) if self.counter.exists() else 0
+        if seen < self.times:
+            self.counter.write_text("x" * (seen + 1))
+            raise OSError(errno.EIO, "Input/output error (injected)")
+
+
+def _run(content: Path, style: Path, out: Path, **engine) -> tuple:
+    recipe = load_recipe("gatys", RECIPE)
+    jobs = plan_jobs(find_images(content), find_images(style), recipe.name, "png")
+    todo, _ = split_done(jobs, recipe, out, False, lambda path: _sha(path))
+    out.mkdir(parents=True, exist_ok=True)
+    summary = RayExecutor(**engine).run(RunRequest(recipe, todo, RunOptions(out), get_host()))
+    return jobs, todo, summary
+
+
+def _sha(path: Path) -> str:
+    from nstkit.runner.manifest import file_sha256
+
+    return file_sha256(path)
+
+
+def _starts(path: Path) -> list[str]:
+    return sorted(path.read_text().splitlines()) if path.exists() else []
+
+
+def test_every_job_runs_once_one_actor_per_gpu_and_a_rerun_skips_all(
+        ray_cluster, tiny: Path, tmp_path: Path) -> None:
+    out, starts = tmp_path / "out", tmp_path / "starts.txt"
+    jobs, todo, summary = _run(tiny / "content", tiny / "style", out,
+                               plugins=[CountStarts(starts)])
+    assert summary.count("done") == 4
+    assert summary.exit_code == 0
+    assert _starts(starts) == sorted(job.output for job in jobs)  # each job ran exactly once
+    found = records(out)
+    assert sorted(r["output"] for r in found) == sorted(job.output for job in jobs)
+    workers = {r["worker"]["worker"]: r["worker"]["cuda_visible_devices"] for r in found}
+    assert sorted(workers.values()) == ["0", "1"]  # two actors, a different GPU each
+    assert all(r["worker"]["engine"] == "ray" and r["worker"]["attempt"] == 0 for r in found)
+    assert all((out / job.output).is_file() for job in jobs)
+    _, todo, again = _run(tiny / "content", tiny / "style", out, plugins=[CountStarts(starts)])
+    assert todo == []
+    assert again.outcomes == []
+    assert len(_starts(starts)) == 4
+    assert len(records(out)) == 4
+
+
+def test_a_crashed_worker_is_restarted_and_its_job_retried(
+        ray_cluster, tiny: Path, tmp_path: Path) -> None:
+    out, starts = tmp_path / "out", tmp_path / "starts.txt"
+    victim = "chelsea__great_wave__gatys.png"
+    _, _, summary = _run(tiny / "content", tiny / "style", out,
+                         plugins=[CountStarts(starts), CrashOnce(tmp_path / "crashed", victim)])
+    assert (tmp_path / "crashed").exists()  # the crash did happen
+    assert summary.count("done") == 4, [o.error for o in summary.outcomes]
+    latest = latest_records(out)
+    assert latest[victim]["status"] == "done"
+    assert latest[victim]["worker"]["attempt"] == 1
+    assert _starts(starts).count(victim) == 2
+    assert len(records(out)) == 4  # the crash itself left no record
+
+
+def test_transient_errors_are_retried_and_permanent_ones_recorded_once(
+        ray_cluster, tiny: Path, tmp_path: Path) -> None:
+    content = tmp_path / "content"
+    content.mkdir()
+    shutil.copy(tiny / "content" / "chelsea.png", content)
+    (content / "broken.png").write_bytes(b"not an image")
+    out, starts = tmp_path / "out", tmp_path / "starts.txt"
+    flaky = "chelsea__great_wave__gatys.png"
+    _, _, summary = _run(content, tiny / "style" / "great_wave.png", out, max_retries=2,
+                         plugins=[CountStarts(starts), FlakyDisk(tmp_path / "eio", flaky, 2)])
+    assert summary.exit_code == 1
+    found = records(out)
+    assert [r["output"] for r in found].count("broken__great_wave__gatys.png") == 1
+    [broken] = [r for r in found if r["status"] == "failed"]
+    assert "UnidentifiedImageError" in broken["error"]
+    assert broken["worker"]["attempt"] == 0  # not retried
+    [done] = [r for r in found if r["status"] == "done"]
+    assert done["output"] == flaky
+    assert done["worker"]["attempt"] == 2
+    assert _starts(starts) == [flaky] * 3
+
+
+def test_retries_are_bounded(ray_cluster, tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    flaky = "chelsea__great_wave__gatys.png"
+    _, _, summary = _run(tiny / "content" / "chelsea.png", tiny / "style" / "great_wave.png",
+                         out, max_retries=1, actors=1,
+                         plugins=[FlakyDisk(tmp_path / "eio", flaky, 5)])
+    [failed] = records(out)
+    assert failed["status"] == "failed"
+    assert "Input/output error" in failed["error"]
+    assert failed["worker"]["attempt"] == 1
+    assert (tmp_path / "eio").read_text() == "xx"  # tried twice, no more
+    assert summary.exit_code == 1
+
+
+def test_cli_engine_ray_uses_the_running_session(ray_cluster, tiny: Path,
+                                                 tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["run", "gatys", "--content", tiny / "content", "--style", tiny / "style", "--out",
+            out, *FAST, "--engine", "ray", *(a for s in RECIPE[2:] for a in ("--set", s))]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert "[4/4]" in result.output
+    assert {r["worker"]["engine"] for r in records(out)} == {"ray"}
+    again = invoke(*args)
+    assert again.exit_code == 0
+    assert "4 job(s) already done" in again.output
+
+
+@pytest.fixture
+def ray_head(tmp_path: Path):
+    """A cluster started with ``ray start --head`` (1 CPU), stopped afterwards."""
+    ray_bin = Path(sys.executable).with_name("ray")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    started = subprocess.run([str(ray_bin), "start", "--head", "--num-cpus=1",
+                              "--include-dashboard=false", "--disable-usage-stats"],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert started.returncode == 0, started.stderr
+    yield env
+    subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, env=env, timeout=120)
+
+
+def test_cli_against_ray_start_head_with_address_auto(ray_head, tiny: Path,
+                                                      tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "nstkit", "run", "gatys", "--content",
+               str(tiny / "content" / "chelsea.png"), "--style", str(tiny / "style"), "--out",
+               str(out), *FAST, "--engine", "ray", "--address", "auto",
+               *(a for s in RECIPE[2:] for a in ("--set", s))]
+    env = {**ray_head, "NSTKIT_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    found = records(out)
+    assert sorted(r["status"] for r in found) == ["done", "done"]
+    assert {r["worker"]["device"] for r in found} == {"cpu"}  # no GPU in that cluster
+    status = subprocess.run([sys.executable, "-m", "nstkit", "status", str(out)],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert status.returncode == 0, status.stdout
+    assert json.loads((out / "plan.json").read_text())["shards"] == 1
