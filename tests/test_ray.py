@@ -8,8 +8,11 @@ import errno
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -37,7 +40,7 @@ RECIPE = ["size=32", "optimizer.iterations=2", "extractor.name=vgg16", "extracto
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster for the session: 2 CPUs and 2 fake GPUs."""
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False,
+    ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False,
              object_store_memory=100 * 1024 * 1024, logging_level="WARNING")
     yield
     ray.shutdown()
@@ -128,7 +131,7 @@ def test_a_crashed_worker_is_restarted_and_its_job_retried(
         ray_cluster, tiny: Path, tmp_path: Path) -> None:
     out, starts = tmp_path / "out", tmp_path / "starts.txt"
     victim = "chelsea__great_wave__gatys.png"
-    _, _, summary = _run(tiny / "content", tiny / "style", out,
+    _, _, summary = _run(tiny / "content", tiny / "style", out, actors=1,
                          plugins=[CountStarts(starts), CrashOnce(tmp_path / "crashed", victim)])
     assert (tmp_path / "crashed").exists()  # the crash did happen
     assert summary.count("done") == 4, [o.error for o in summary.outcomes]
@@ -139,67 +142,77 @@ def test_a_crashed_worker_is_restarted_and_its_job_retried(
     assert len(records(out)) == 4  # the crash itself left no record
 
 
-def test_transient_errors_are_retried_and_permanent_ones_recorded_once(
+def test_transient_errors_are_retried_boundedly_and_permanent_ones_recorded_once(
         ray_cluster, tiny: Path, tmp_path: Path) -> None:
     content = tmp_path / "content"
     content.mkdir()
-    shutil.copy(tiny / "content" / "chelsea.png", content)
+    for name in ("chelsea.png", "tubingen.png"):
+        shutil.copy(tiny / "content" / name, content)
     (content / "broken.png").write_bytes(b"not an image")
     out, starts = tmp_path / "out", tmp_path / "starts.txt"
-    flaky = "chelsea__great_wave__gatys.png"
-    _, _, summary = _run(content, tiny / "style" / "great_wave.png", out, max_retries=2,
-                         plugins=[CountStarts(starts), FlakyDisk(tmp_path / "eio", flaky, 2)])
+    flaky, hopeless = "chelsea__great_wave__gatys.png", "tubingen__great_wave__gatys.png"
+    _, _, summary = _run(content, tiny / "style" / "great_wave.png", out, actors=1,
+                         max_retries=2, plugins=[CountStarts(starts),
+                                                 FlakyDisk(tmp_path / "flaky", flaky, 2),
+                                                 FlakyDisk(tmp_path / "hopeless", hopeless, 9)])
     assert summary.exit_code == 1
-    found = records(out)
-    assert [r["output"] for r in found].count("broken__great_wave__gatys.png") == 1
-    [broken] = [r for r in found if r["status"] == "failed"]
+    found = {r["output"]: r for r in records(out)}
+    assert len(records(out)) == 3  # one record each: failed attempts that are retried leave none
+    broken = found["broken__great_wave__gatys.png"]
+    assert broken["status"] == "failed"
     assert "UnidentifiedImageError" in broken["error"]
-    assert broken["worker"]["attempt"] == 0  # not retried
-    [done] = [r for r in found if r["status"] == "done"]
-    assert done["output"] == flaky
-    assert done["worker"]["attempt"] == 2
-    assert _starts(starts) == [flaky] * 3
-
-
-def test_retries_are_bounded(ray_cluster, tiny: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    flaky = "chelsea__great_wave__gatys.png"
-    _, _, summary = _run(tiny / "content" / "chelsea.png", tiny / "style" / "great_wave.png",
-                         out, max_retries=1, actors=1,
-                         plugins=[FlakyDisk(tmp_path / "eio", flaky, 5)])
-    [failed] = records(out)
-    assert failed["status"] == "failed"
-    assert "Input/output error" in failed["error"]
-    assert failed["worker"]["attempt"] == 1
-    assert (tmp_path / "eio").read_text() == "xx"  # tried twice, no more
-    assert summary.exit_code == 1
+    assert broken["worker"]["attempt"] == 0  # permanent: not retried
+    assert found[flaky]["status"] == "done"
+    assert found[flaky]["worker"]["attempt"] == 2
+    assert found[hopeless]["status"] == "failed"
+    assert "Input/output error (injected)" in found[hopeless]["error"]
+    assert found[hopeless]["worker"]["attempt"] == 2
+    assert (tmp_path / "hopeless").read_text() == "xxx"  # 1 try + 2 retries, no more
+    assert _starts(starts) == [flaky] * 3 + [hopeless] * 3
 
 
 def test_cli_engine_ray_uses_the_running_session(ray_cluster, tiny: Path,
                                                  tmp_path: Path) -> None:
     out = tmp_path / "out"
-    args = ["run", "gatys", "--content", tiny / "content", "--style", tiny / "style", "--out",
-            out, *FAST, "--engine", "ray", *(a for s in RECIPE[2:] for a in ("--set", s))]
+    args = ["run", "gatys", "--content", tiny / "content", "--style", tiny / "style" /
+            "shipwreck.png", "--out", out, *FAST, "--engine", "ray",
+            *(a for s in RECIPE[2:] for a in ("--set", s))]
     result = invoke(*args)
     assert result.exit_code == 0, result.output
-    assert "[4/4]" in result.output
+    assert "[2/2]" in result.output
     assert {r["worker"]["engine"] for r in records(out)} == {"ray"}
     again = invoke(*args)
     assert again.exit_code == 0
-    assert "4 job(s) already done" in again.output
+    assert "2 job(s) already done" in again.output
 
 
 @pytest.fixture
-def ray_head(tmp_path: Path):
-    """A cluster started with ``ray start --head`` (1 CPU), stopped afterwards."""
-    ray_bin = Path(sys.executable).with_name("ray")
+def ray_head():
+    """A cluster started with ``ray start --head --block`` (1 CPU, its own port), stopped by
+    ending that process: ``ray stop`` would also stop the session's cluster."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    started = subprocess.run([str(ray_bin), "start", "--head", "--num-cpus=1",
-                              "--include-dashboard=false", "--disable-usage-stats"],
-                             capture_output=True, text=True, env=env, timeout=120)
-    assert started.returncode == 0, started.stderr
-    yield env
-    subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, env=env, timeout=120)
+    head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head",
+                             f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                             "--disable-usage-stats", "--block"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # what auto reads
+    try:
+        for _ in range(600):
+            if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+                break
+            assert head.poll() is None, "ray start --head exited"
+            time.sleep(0.1)
+        else:
+            pytest.fail("ray start --head did not come up within 60 s")
+        yield env
+    finally:
+        head.terminate()
+        head.wait(timeout=60)
+        if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()  # as ray stop does: auto must not find a cluster that is gone
 
 
 def test_cli_against_ray_start_head_with_address_auto(ray_head, tiny: Path,

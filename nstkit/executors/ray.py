@@ -92,11 +92,13 @@ class RayExecutor:
         """Connect (or start a local cluster); True when this call started the session."""
         if ray.is_initialized():
             return False
+        # without an address: RAY_ADDRESS, else a new local cluster (never a stale one)
+        address = self.address or os.environ.get("RAY_ADDRESS") or "local"
         try:
-            ray.init(address=self.address, include_dashboard=False,
+            ray.init(address=address, include_dashboard=False,
                      logging_level=logging.WARNING, configure_logging=True)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = self.address or os.environ.get("RAY_ADDRESS") or "a new local cluster"
+            where = "a new local cluster" if address == "local" else repr(address)
             raise NstkitError(f"--engine ray: cannot connect to {where}: {_short(exc)} (start a "
                               f"cluster with 'ray start --head', or leave out --address to "
                               f"start a local one)") from None
