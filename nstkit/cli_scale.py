@@ -49,10 +49,9 @@ def status(
         console.print(table)
     unfinished = [job for job in found.jobs if job.state != "done"]
     if unfinished:
-        table = Table("output", "shard", "state", "why")
-        for job in unfinished[:show]:
-            table.add_row(job.output, str(job.shard), job.state, job.detail)
-        console.print(table)
+        for job in unfinished[:show]:  # plain lines: whole names, easy to grep
+            console.print(f"{job.state}: {job.output} (shard {job.shard}): {job.detail}",
+                          highlight=False, markup=False)
         if len(unfinished) > show:
             console.print(f"... and {len(unfinished) - show} more (--show N)")
         shards = ",".join(map(str, found.resubmit))
