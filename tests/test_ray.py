@@ -87,13 +87,29 @@ class FlakyDisk:
             raise OSError(errno.EIO, "Input/output error (injected)")
 
 
-def _run(content: Path, style: Path, out: Path, **engine) -> tuple:
+class Display:
+    """A progress sink like the CLI's display: what the driver relays from the workers."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.steps: dict[str, list[int]] = {}
+
+    def on_job_start(self, job) -> None:
+        self.started.append(job.name)
+
+    def on_step(self, job, step, losses) -> None:
+        assert set(losses) == {"content", "gram", "total"}
+        self.steps.setdefault(job.name, []).append(step)
+
+
+def _run(content: Path, style: Path, out: Path, progress: Display | None = None,
+         **engine) -> tuple:
     recipe = load_recipe("gatys", RECIPE)
     jobs = plan_jobs(find_images(content), find_images(style), recipe.name, "png")
     todo, _ = split_done(jobs, recipe, out, False, lambda path: _sha(path))
     out.mkdir(parents=True, exist_ok=True)
-    summary = RayExecutor(**engine).run(RunRequest(recipe, todo, RunOptions(out), get_host()))
-    return jobs, todo, summary
+    request = RunRequest(recipe, todo, RunOptions(out), get_host(), progress=progress)
+    return jobs, todo, RayExecutor(**engine).run(request)
 
 
 def _sha(path: Path) -> str:
@@ -108,8 +124,8 @@ def _starts(path: Path) -> list[str]:
 
 def test_every_job_runs_once_one_actor_per_gpu_and_a_rerun_skips_all(
         ray_cluster, tiny: Path, tmp_path: Path) -> None:
-    out, starts = tmp_path / "out", tmp_path / "starts.txt"
-    jobs, todo, summary = _run(tiny / "content", tiny / "style", out,
+    out, starts, display = tmp_path / "out", tmp_path / "starts.txt", Display()
+    jobs, todo, summary = _run(tiny / "content", tiny / "style", out, display,
                                plugins=[CountStarts(starts)])
     assert summary.count("done") == 4
     assert summary.exit_code == 0
@@ -120,6 +136,9 @@ def test_every_job_runs_once_one_actor_per_gpu_and_a_rerun_skips_all(
     assert sorted(workers.values()) == ["0", "1"]  # two actors, a different GPU each
     assert all(r["worker"]["engine"] == "ray" and r["worker"]["attempt"] == 0 for r in found)
     assert all((out / job.output).is_file() for job in jobs)
+    assert sorted(display.started) == sorted(job.output for job in jobs)  # relayed progress
+    assert all(steps[-1] == 2 for steps in display.steps.values())  # the last step always
+    assert len(display.steps) == 4
     _, todo, again = _run(tiny / "content", tiny / "style", out, plugins=[CountStarts(starts)])
     assert todo == []
     assert again.outcomes == []
