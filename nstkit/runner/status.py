@@ -4,13 +4,12 @@ planned jobs are done, failed or missing, merged over the manifests of every sha
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nstkit.atomic import write_atomic
 from nstkit.errors import NstkitError
 from nstkit.recipe import Recipe
 from nstkit.runner.manifest import file_sha256, latest_records
@@ -30,12 +29,7 @@ def write_plan(out_dir: Path, recipe: Recipe, jobs: Sequence[Job], shards: int =
             "jobs": [{"output": job.output, "content": str(job.content),
                       "style": str(job.style), "shard": position % shards}
                      for position, job in enumerate(ordered)]}
-    target = out_dir / PLAN
-    fd, tmp = tempfile.mkstemp(prefix=f".{PLAN}.", suffix=".tmp", dir=out_dir)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, ensure_ascii=False)
-    os.replace(tmp, target)
-    return target
+    return write_atomic(out_dir / PLAN, json.dumps(data, indent=1, ensure_ascii=False))
 
 
 @dataclass
