@@ -144,3 +144,27 @@ def test_local_runs_record_the_retryable_flag_only_in_the_outcome(tiny: Path,
     [record] = records(out)
     assert "retryable" not in record
     assert "worker" not in record
+
+
+def test_the_display_shows_remote_jobs_side_by_side() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from nstkit.job import JobInfo
+    from nstkit.runner.display import BatchDisplay
+
+    display = BatchDisplay(Console(file=StringIO(), force_terminal=True), live=True)
+    display.start(3, 0)
+    a, b, c = (JobInfo(name, 4, "cuda:0", (32, 32)) for name in ("a.png", "b.png", "c.png"))
+    display.job_started(a)
+    display.job_started(b)
+    display.job_step(a, 2, {"total": 1.0})
+    assert set(display.job_tasks) == {"a.png", "b.png"}
+    [task] = [t for t in display.progress.tasks if t.description == "a.png"]
+    assert task.completed == 2
+    display.job_finished("a.png", "done", 1.0)
+    assert set(display.job_tasks) == {"b.png"}
+    display.on_job_start(c)  # a local job: the one before it has ended
+    assert set(display.job_tasks) == {"c.png"}
+    display.close()

@@ -94,10 +94,10 @@ class Display:
         self.started: list[str] = []
         self.steps: dict[str, list[int]] = {}
 
-    def on_job_start(self, job) -> None:
+    def job_started(self, job) -> None:
         self.started.append(job.name)
 
-    def on_step(self, job, step, losses) -> None:
+    def job_step(self, job, step, losses) -> None:
         assert set(losses) == {"content", "gram", "total"}
         self.steps.setdefault(job.name, []).append(step)
 

@@ -21,12 +21,13 @@ if TYPE_CHECKING:
 
 
 class ProgressSink(Protocol):
-    """Receives the progress of jobs that run elsewhere (the same calls as the lifecycle
-    hooks, minus the image), so a display on the driver can show remote jobs."""
+    """Receives the progress of jobs that run in other processes, several at a time, so a
+    display on the driver can show them (what ``on_job_start`` and ``on_step`` tell about local
+    jobs, without the image)."""
 
-    def on_job_start(self, job: JobInfo) -> None: ...
+    def job_started(self, job: JobInfo) -> None: ...
 
-    def on_step(self, job: JobInfo, step: int, losses: Mapping[str, float]) -> None: ...
+    def job_step(self, job: JobInfo, step: int, losses: Mapping[str, float]) -> None: ...
 
 
 def _ignore(outcome: Outcome) -> None:

@@ -292,6 +292,6 @@ class _Driver:
             if event[0] == "start":
                 _, name, iterations, device, size = event
                 self.infos[name] = JobInfo(name, iterations, device, size)
-                sink.on_job_start(job=self.infos[name])
+                sink.job_started(self.infos[name])
             elif event[0] == "step" and event[1] in self.infos:
-                sink.on_step(job=self.infos[event[1]], step=event[2], losses=event[3])
+                sink.job_step(self.infos[event[1]], event[2], event[3])

@@ -24,10 +24,10 @@ from nstkit.progress import describe_step
 class BatchDisplay:
     """An overall bar over jobs and a bar per running job over iterations (losses and speed).
 
-    Also a plugin: the per-job bars follow the ``on_job_start`` / ``on_step`` hooks (local
-    jobs), or the same calls from an engine's progress relay (jobs on Ray workers, several at a
-    time). With ``live=False`` (not a terminal, or ``--quiet``) it prints one line per finished
-    job.
+    Also a plugin: the per-job bar follows the ``on_job_start`` / ``on_step`` hooks (local
+    jobs, one at a time); ``job_started`` / ``job_step`` show jobs that an engine runs on other
+    workers, several at a time (a :class:`nstkit.executors.ProgressSink`). With
+    ``live=False`` (not a terminal, or ``--quiet``) it prints one line per finished job.
     """
 
     def __init__(self, console: Console, live: bool) -> None:
@@ -66,6 +66,18 @@ class BatchDisplay:
 
     @hookimpl
     def on_job_start(self, job: JobInfo) -> None:
+        """A job in this process: the previous one has ended (finished, failed or not)."""
+        for task, _ in self.job_tasks.values():
+            self.progress.remove_task(task)
+        self.job_tasks.clear()
+        self.job_started(job)
+
+    @hookimpl
+    def on_step(self, job: JobInfo, step: int, losses: Mapping[str, float]) -> None:
+        self.job_step(job, step, losses)
+
+    def job_started(self, job: JobInfo) -> None:
+        """A bar for ``job``, next to those of the jobs still running (on other workers)."""
         if not self.live:
             return
         if job.name in self.job_tasks:  # a retry of the same job
@@ -73,8 +85,7 @@ class BatchDisplay:
         task = self.progress.add_task(job.name, total=job.iterations, info="")
         self.job_tasks[job.name] = (task, time.perf_counter())
 
-    @hookimpl
-    def on_step(self, job: JobInfo, step: int, losses: Mapping[str, float]) -> None:
+    def job_step(self, job: JobInfo, step: int, losses: Mapping[str, float]) -> None:
         if job.name not in self.job_tasks:
             return
         task, started = self.job_tasks[job.name]
