@@ -97,7 +97,7 @@ class RayExecutor:
         try:
             ray.init(address=address, include_dashboard=False,
                      logging_level=logging.WARNING, configure_logging=True)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except Exception as exc:  # Ray raises ConnectionError, ValueError, RuntimeError...
             where = "a new local cluster" if address == "local" else repr(address)
             raise NstkitError(f"--engine ray: cannot connect to {where}: {_short(exc)} (start a "
                               f"cluster with 'ray start --head', or leave out --address to "
