@@ -37,9 +37,11 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 RECIPE = ["size=32", "optimizer.iterations=2", "extractor.name=vgg16", "extractor.weights=random"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """One local Ray cluster for the session: 2 CPUs and 2 fake GPUs."""
+    """One local Ray cluster, 2 CPUs and 2 fake GPUs, started once: only this module uses it,
+    and it stops with the module, so its daemons (GCS, raylet, monitor: about a quarter of a
+    core while idle) do not slow down the rest of the suite."""
     ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False,
              object_store_memory=100 * 1024 * 1024, logging_level="WARNING")
     yield
