@@ -142,9 +142,11 @@ def layers(
         console.print(name + (f"  (alias: {aliases[name]})" if name in aliases else ""))
 
 
-from nstkit import cli_compare, cli_run  # noqa: E402  (they register their commands on app)
+# they register their commands on app: compare (cli_compare); run, recipes, validate
+# (cli_run); status, template (cli_scale)
+from nstkit import cli_compare, cli_run, cli_scale  # noqa: E402
 
-__all__ = ["app", "cli_compare", "cli_run", "main"]
+__all__ = ["app", "cli_compare", "cli_run", "cli_scale", "main"]
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import torch
 import typer
@@ -16,6 +16,10 @@ from nstkit.plugins import get_host
 from nstkit.recipe import Recipe
 from nstkit.runner.execute import RunOptions, RunSummary
 from nstkit.runner.plan import Job
+from nstkit.runner.status import write_plan
+
+if TYPE_CHECKING:
+    from nstkit.executors import Executor
 
 recipes_app = typer.Typer(help="List built-in recipes, or show one resolved.",
                           invoke_without_command=True)
@@ -34,8 +38,13 @@ def _load(recipe: str, sets: list[str]) -> Recipe:
         _fail(exc)
 
 
-def _check_device(device: str) -> None:
+def _check_device(device: str, engine: str = "local") -> None:
     if device in ("auto", "cpu"):
+        return
+    if engine != "local":  # the workers' GPUs, not this machine's
+        if device != "cuda":
+            _fail(NstkitError(f"--device with --engine {engine} must be auto, cpu or cuda "
+                              f"(each worker uses the GPU it is given), got {device!r}"))
         return
     try:
         dev = torch.device(device)
@@ -80,7 +89,14 @@ def run(
     overwrite: Annotated[bool, typer.Option(help="Redo jobs that are already done.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the planned jobs and stop.")] = False,
     shard: Annotated[str | None, typer.Option(
-        help="Run shard I of N (0-based), e.g. 0/4, for job arrays.")] = None,
+        help="Run shard I of N (0-based), e.g. 0/4, for job arrays; auto: read I and N from "
+             "SLURM, Kubernetes Indexed Job or torchrun variables.")] = None,
+    engine: Annotated[str, typer.Option(
+        help="Where jobs run: local (this process) or ray (actors on a Ray cluster).")]
+    = "local",
+    address: Annotated[str | None, typer.Option(
+        help="--engine ray: the cluster (auto, ray://HOST:10001); default: a local one.")]
+    = None,
     save_every: Annotated[int | None, typer.Option(
         min=0, help="Save intermediate images every N steps under OUT/steps/.")] = None,
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed job.")] = False,
@@ -90,28 +106,44 @@ def run(
 
     Exit codes: 0 all done, 1 some jobs failed, 2 bad usage or recipe, 130 interrupted.
     """
-    from nstkit.runner.plan import find_images, parse_shard, plan_jobs, select_shard
+    from nstkit.runner.plan import find_images, plan_jobs, select_shard
 
     named = {"size": size, "optimizer.iterations": iterations, "seed": seed,
              "output.save_every": save_every}
     overrides = [*(sets or []), *(f"{k}={v}" for k, v in named.items() if v is not None)]
     resolved = _load(recipe, overrides)
-    _check_device(device)
+    _check_device(device, engine)
     try:
         contents = [p for path in content for p in find_images(path, recursive, "content", out)]
         styles = [p for path in style for p in find_images(path, recursive, "style", out)]
-        shard_spec = parse_shard(shard) if shard else None
+        shard_spec = _shard(shard)
     except NstkitError as exc:
         _fail(exc)
-    jobs = plan_jobs(contents, styles, resolved.name, resolved.data["output"]["format"])
-    if shard_spec:
-        jobs = select_shard(jobs, *shard_spec)
+    planned = plan_jobs(contents, styles, resolved.name, resolved.data["output"]["format"])
+    jobs = select_shard(planned, *shard_spec) if shard_spec else planned
     if dry_run:
         _print_plan(jobs, resolved, out, overwrite)
         return
+    try:
+        executor = get_host().executors.get(engine)(address=address)
+    except NstkitError as exc:
+        _fail(exc)
     _prepare_out(out)
     options = RunOptions(out, device, batch_size, fail_fast, shard_spec)
-    _run(resolved, jobs, options, overwrite, quiet)
+    write_plan(out, resolved, planned, shard_spec[1] if shard_spec else 1)
+    _run(resolved, jobs, options, overwrite, quiet, executor)
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    """``--shard``: ``None``, ``I/N``, or ``auto`` (from the job array's variables)."""
+    import os
+
+    from nstkit.runner.arrays import shard_from_env
+    from nstkit.runner.plan import parse_shard
+
+    if not text:
+        return None
+    return shard_from_env(os.environ) if text.strip() == "auto" else parse_shard(text)
 
 
 def _print_plan(jobs: list[Job], recipe: Recipe, out: Path, overwrite: bool) -> None:
@@ -128,9 +160,10 @@ def _print_plan(jobs: list[Job], recipe: Recipe, out: Path, overwrite: bool) -> 
 
 
 def _run(recipe: Recipe, jobs: list[Job], options: RunOptions, overwrite: bool,
-         quiet: bool) -> None:
+         quiet: bool, executor: Executor) -> None:
+    from nstkit.executors import RunRequest
     from nstkit.runner.display import BatchDisplay
-    from nstkit.runner.execute import InputHashes, run_batch, split_done, write_summary
+    from nstkit.runner.execute import InputHashes, split_done, write_summary
 
     host, out = get_host(), options.out
     todo, done = split_done(jobs, recipe, out, overwrite, InputHashes())
@@ -138,8 +171,8 @@ def _run(recipe: Recipe, jobs: list[Job], options: RunOptions, overwrite: bool,
     display.start(len(todo), len(done))
     host.add(display, name="nstkit.runner.display")
     try:
-        summary = run_batch(recipe, todo, options, host, lambda o: display.job_finished(
-            o.job.output, o.status, o.seconds, o.error or ""))
+        summary = executor.run(RunRequest(recipe, todo, options, host, lambda o: (
+            display.job_finished(o.job.output, o.status, o.seconds, o.error or "")), display))
         write_summary(out, summary, len(done), options.shard)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -152,11 +185,14 @@ def _run(recipe: Recipe, jobs: list[Job], options: RunOptions, overwrite: bool,
     finally:
         display.close()
         host.pm.unregister(name="nstkit.runner.display")
-    _print_summary(summary, len(todo), len(done), out)
+    _print_summary(summary, len(todo), len(done), out, options.shard)
     raise typer.Exit(summary.exit_code)
 
 
-def _print_summary(summary: RunSummary, planned: int, skipped: int, out: Path) -> None:
+def _print_summary(summary: RunSummary, planned: int, skipped: int, out: Path,
+                   shard: tuple[int, int] | None = None) -> None:
+    from nstkit.runner.manifest import manifest_name
+
     table = Table("done", "failed", "skipped (already done)", "not run",
                   title=f"nstkit run -> {out}" + (" (interrupted)" if summary.interrupted else ""))
     finished = summary.count("done") + summary.count("failed")
@@ -169,7 +205,7 @@ def _print_summary(summary: RunSummary, planned: int, skipped: int, out: Path) -
         for outcome in failed:
             failures.add_row(outcome.job.output, outcome.error or "")
         console.print(failures)
-    console.print(f"manifest: {out / 'manifest.jsonl'}", highlight=False)
+    console.print(f"manifest: {out / manifest_name(shard)}", highlight=False)
 
 
 @recipes_app.callback()

@@ -70,6 +70,22 @@ def register_optimizers(register: Register) -> None:
 
 
 @hookspec
+def register_executors(register: Register) -> None:
+    """Register engines that run the jobs of ``nstkit run`` (``--engine NAME``).
+
+    Called once per plugin manager, the first time an engine is looked up.
+
+    Args:
+        register: ``register(name, factory)``. ``factory(*, address=None)`` returns a
+            :class:`nstkit.executors.Executor` (``run(request) -> RunSummary``); ``address``
+            is ``--address`` (an engine that connects nowhere raises ``NstkitError`` when given
+            one). Import heavy or optional dependencies inside the factory, not at import time.
+
+    Returns nothing; a name registered twice raises ``ComponentClashError`` naming both plugins.
+    """
+
+
+@hookspec
 def on_job_start(job: JobInfo) -> None:
     """Called once before the first optimisation step of a job.
 
@@ -106,6 +122,7 @@ HOOK_NAMES: tuple[str, ...] = (
     "register_extractors",
     "register_losses",
     "register_optimizers",
+    "register_executors",
     "on_job_start",
     "on_step",
     "on_job_end",

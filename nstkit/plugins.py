@@ -30,9 +30,10 @@ DEFAULT_PLUGINS = (
     "nstkit.default_plugins.extractors",
     "nstkit.default_plugins.losses",
     "nstkit.default_plugins.optimizers",
+    "nstkit.default_plugins.executors",
 )
 _KINDS = {"extractor": "register_extractors", "loss": "register_losses",
-          "optimizer": "register_optimizers"}
+          "optimizer": "register_optimizers", "executor": "register_executors"}
 
 
 @dataclass
@@ -52,7 +53,8 @@ def _env_list(name: str) -> set[str] | None:
 
 
 class PluginHost:
-    """A pluggy ``PluginManager`` plus the extractor, loss and optimiser registries it fills.
+    """A pluggy ``PluginManager`` plus the component registries it fills (extractors, losses,
+    optimisers, executors).
 
     Args:
         plugins: extra plugin objects or module names registered explicitly (the only way,
@@ -116,7 +118,8 @@ class PluginHost:
         self._registries.clear()
 
     def registry(self, kind: str) -> Registry:
-        """The registry of ``kind`` (``"extractor"``, ``"loss"``, ``"optimizer"``), built once."""
+        """The registry of ``kind`` (``"extractor"``, ``"loss"``, ``"optimizer"``,
+        ``"executor"``), built once."""
         if kind not in self._registries:
             registry = Registry(kind)
             registry.load_failures = self.load_failures
@@ -157,6 +160,10 @@ class PluginHost:
     @property
     def optimizers(self) -> Registry:
         return self.registry("optimizer")
+
+    @property
+    def executors(self) -> Registry:
+        return self.registry("executor")
 
     def notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call a lifecycle hook on every plugin; a plugin's exception names the plugin."""

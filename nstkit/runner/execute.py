@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -20,6 +20,7 @@ from nstkit.engine import StyleCache
 from nstkit.image import load_image, resize_longest, save_image
 from nstkit.plugins import PluginHost
 from nstkit.recipe import Recipe
+from nstkit.runner.failures import is_transient
 from nstkit.runner.manifest import ManifestWriter, file_sha256, latest_records, manifest_name
 from nstkit.runner.plan import Job
 from nstkit.runner.snapshots import SnapshotWriter
@@ -56,6 +57,7 @@ class Outcome:
     seconds: float = 0.0
     error: str | None = None
     losses: dict[str, float] = field(default_factory=dict)
+    retryable: bool = False  # a transient failure (CUDA OOM, I/O) that may succeed if rerun
 
 
 @dataclass
@@ -140,16 +142,27 @@ def weight_source(recipe: Recipe) -> str:
     return str(weights)
 
 
+class RecordSink(Protocol):
+    """Where a :class:`Runner` puts its manifest records (a :class:`ManifestWriter`, or a
+    list that a remote worker sends back to the driver)."""
+
+    def append(self, record: dict[str, Any]) -> None: ...
+
+
 class Runner:
-    """Runs one plan with one recipe; see :func:`run_batch`."""
+    """Runs one plan with one recipe; see :func:`run_batch`.
+
+    Args:
+        writer: where records go; by default the manifest of ``options.out`` (and shard).
+    """
 
     def __init__(self, recipe: Recipe, options: RunOptions, host: PluginHost,
-                 report: Callable[[Outcome], None]) -> None:
+                 report: Callable[[Outcome], None], writer: RecordSink | None = None) -> None:
         self.recipe, self.options, self.host, self.report = recipe, options, host, report
         self.device = resolve_device(options.device)
         self.kwargs = recipe.stylize_options()
         self.suffix = recipe.data["output"]["format"]
-        self.writer = ManifestWriter(options.out, options.shard)
+        self.writer = writer if writer is not None else ManifestWriter(options.out, options.shard)
         self.cache = StyleCache()
         self.hashes = InputHashes()
         self.summary = RunSummary()
@@ -264,7 +277,8 @@ class Runner:
         message = f"{type(exc).__name__}: {exc}" + (f" ({hint})" if hint else "")
         for job in jobs:
             self.writer.append(self.record(job, "failed", seconds, error=message))
-            self.outcome(Outcome(job, "failed", seconds, error=message))
+            self.outcome(Outcome(job, "failed", seconds, error=message,
+                                 retryable=is_transient(exc)))
 
     def record(self, job: Job, status: str, seconds: float, **fields: Any) -> dict[str, Any]:
         def source(path: Path) -> dict[str, Any]:

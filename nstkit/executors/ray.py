@@ -1,0 +1,297 @@
+"""The ``ray`` engine: the driver (this process) hands jobs to Ray actors, one per GPU (CPU
+actors when the cluster has none), a few in flight per actor, and writes each result into the
+manifest as it arrives.
+
+Failures: a transient job error (CUDA out of memory, I/O) is retried up to ``max_retries``
+times; a crashed worker is restarted by Ray (up to ``max_restarts`` times) and the job it was
+running is retried, counted as an attempt; a permanent error (unreadable image, bad recipe)
+is recorded once and never retried. A failed job never stops the run (unless ``--fail-fast``).
+Outputs are written by the workers atomically (temporary file, then rename), so two workers
+finishing the same job waste time but never leave a corrupt file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.exceptions import ActorUnavailableError, RayActorError, RayError
+from ray.util.queue import Queue
+
+from nstkit.errors import NstkitError
+from nstkit.executors import RunRequest
+from nstkit.executors.ray_worker import JobWorker
+from nstkit.job import JobInfo
+from nstkit.runner.execute import Outcome, Runner, RunSummary
+from nstkit.runner.manifest import ManifestWriter
+from nstkit.runner.plan import Job
+
+
+class WorkerCrashError(RuntimeError):
+    """A Ray worker died (killed, segfault, out of host memory) while running the job."""
+
+
+@dataclass
+class _Flight:
+    """Jobs sent to one actor in one call."""
+
+    actor: int
+    jobs: list[Job]
+    attempt: int
+
+
+def _absolute(job: Job) -> Job:
+    return dataclasses.replace(job, content=job.content.resolve(), style=job.style.resolve())
+
+
+def _short(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else type(exc).__name__
+
+
+class RayExecutor:
+    """Runs jobs on Ray actors.
+
+    Args:
+        address: a cluster to connect to (``auto``, ``ray://host:10001``, ``host:6379``);
+            ``None`` connects to the cluster of ``RAY_ADDRESS`` or, without one, starts a local
+            cluster for this run. A Ray session already initialised in this process is used
+            as it is.
+        actors: how many actors; ``None``: one per GPU, or one per CPU without GPUs.
+        in_flight: jobs queued at each actor, so it never waits for the driver.
+        max_retries: retries of a job after a transient error or a worker crash.
+        max_restarts: restarts of each actor after a crash.
+        plugins: extra plugin objects or module names for the workers' plugin hosts.
+    """
+
+    def __init__(self, *, address: str | None = None, actors: int | None = None,
+                 in_flight: int = 2, max_retries: int = 2, max_restarts: int = 3,
+                 plugins: Iterable[object | str] = ()) -> None:
+        self.address, self.actors, self.in_flight = address, actors, max(1, in_flight)
+        self.max_retries, self.max_restarts = max_retries, max_restarts
+        self.plugins = list(plugins)
+
+    def run(self, request: RunRequest) -> RunSummary:
+        if not request.jobs:
+            return RunSummary()
+        started = self._connect()
+        try:
+            return _Driver(self, request).run()
+        finally:
+            if started:
+                ray.shutdown()
+
+    def _connect(self) -> bool:
+        """Connect (or start a local cluster); True when this call started the session."""
+        if ray.is_initialized():
+            return False
+        # without an address: RAY_ADDRESS, else a new local cluster (never a stale one)
+        address = self.address or os.environ.get("RAY_ADDRESS") or "local"
+        try:
+            ray.init(address=address, include_dashboard=False,
+                     logging_level=logging.WARNING, configure_logging=True)
+        except Exception as exc:  # Ray raises ConnectionError, ValueError, RuntimeError...
+            where = "a new local cluster" if address == "local" else repr(address)
+            raise NstkitError(f"--engine ray: cannot connect to {where}: {_short(exc)} (start a "
+                              f"cluster with 'ray start --head', or leave out --address to "
+                              f"start a local one)") from None
+        return True
+
+
+class _Driver:
+    """One run of the Ray engine: actors, the queue of work, results into the manifest."""
+
+    def __init__(self, engine: RayExecutor, request: RunRequest) -> None:
+        self.engine, self.request = engine, request
+        options = request.options
+        self.writer = ManifestWriter(options.out, options.shard)
+        # records failures the workers could not (crashes) and collects the outcomes
+        self.recorder = Runner(request.recipe, options, request.host, request.report,
+                               writer=self.writer)
+        self.recorder.common["worker"] = {"engine": "ray"}
+        self.work: deque[tuple[list[Job], int]] = deque(
+            (group, 0) for group in self.recorder.groups(request.jobs))
+        self.pending: dict[Any, _Flight] = {}
+        self.queues: list[deque[Any]] = []
+        self.crashes: list[int] = []
+        self.state: list[str] = []  # per actor: "ok", "restarting" (probed until back), "dead"
+        self.probes: dict[Any, int] = {}
+        self.next_probe: dict[int, float] = {}
+        self.jobs = {job.output: job for job in request.jobs}
+        self.infos: dict[str, JobInfo] = {}
+        self.progress = Queue() if request.progress is not None else None
+        self.actors: list[Any] = []
+
+    @property
+    def summary(self) -> RunSummary:
+        return self.recorder.summary
+
+    def resources(self) -> tuple[int, dict[str, float]]:
+        """How many actors and what each asks Ray for."""
+        total = ray.cluster_resources()
+        gpus = int(total.get("GPU", 0))
+        device = self.request.options.device
+        if device.startswith("cuda") and not gpus:
+            raise NstkitError(f"--device {device}: the Ray cluster has no GPU")
+        if gpus and device != "cpu":
+            count, ask = gpus, {"num_gpus": 1}
+        else:
+            count, ask = max(1, int(total.get("CPU", 1))), {"num_cpus": 1}
+        count = min(self.engine.actors or count, len(self.work))
+        return count, ask
+
+    def start_actors(self) -> None:
+        count, ask = self.resources()
+        options = dataclasses.replace(self.request.options,
+                                      out=self.request.options.out.resolve())
+        if options.device.startswith("cuda"):
+            options.device = "cuda"  # each actor sees its own GPU as cuda:0
+        env = {k: v for k, v in os.environ.items() if k.startswith("NSTKIT_")}
+        remote = ray.remote(JobWorker).options(max_restarts=self.engine.max_restarts,
+                                               max_task_retries=0, **ask)
+        self.actors = [remote.remote(index, self.request.recipe, options, self.engine.plugins,
+                                     env) for index in range(count)]
+        self.queues = [deque() for _ in self.actors]
+        self.crashes = [0] * count
+        self.state = ["ok"] * count
+        try:
+            ray.get([actor.info.remote() for actor in self.actors])
+        except RayError as exc:
+            raise NstkitError(f"the Ray workers could not start: {_short(exc)}") from None
+
+    def run(self) -> RunSummary:
+        try:
+            self.start_actors()
+            self.loop()
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+        finally:
+            for actor in self.actors:
+                ray.kill(actor, no_restart=True)
+            if self.progress is not None:
+                self.progress.shutdown()
+        return self.summary
+
+    def submit(self) -> None:
+        """Top up every working actor to ``in_flight`` calls."""
+        for index in (i for i, state in enumerate(self.state) if state == "ok"):
+            while self.work and len(self.queues[index]) < self.engine.in_flight:
+                group, attempt = self.work.popleft()
+                send = self.progress.put_nowait if self.progress is not None else None
+                ref = self.actors[index].run.remote([_absolute(job) for job in group], attempt,
+                                                    send)
+                self.pending[ref] = _Flight(index, group, attempt)
+                self.queues[index].append(ref)
+
+    def loop(self) -> None:
+        while self.work or self.pending:
+            if self.request.options.fail_fast and self.summary.count("failed"):
+                return
+            self.submit()
+            self.probe()
+            if all(state == "dead" for state in self.state):
+                for group, _ in self.work:
+                    self.recorder.fail(group, WorkerCrashError(
+                        f"every Ray worker died ({self.engine.max_restarts} restarts each)"), 0.0)
+                self.work.clear()
+                return
+            waiting = [*self.pending, *self.probes]
+            if not waiting:  # only actors that are restarting, probed again shortly
+                time.sleep(0.05)
+                continue
+            polling = self.progress is not None or "restarting" in self.state
+            ready, _ = ray.wait(waiting, num_returns=1, timeout=0.1 if polling else None)
+            self.relay_progress()
+            for ref in ready:
+                if ref in self.probes:
+                    self.probed(ref)
+                else:
+                    self.finished(ref)
+
+    def restarting(self, index: int) -> None:
+        """Stop sending work to actor ``index`` until a probe finds it back."""
+        if self.state[index] == "ok":
+            self.state[index] = "restarting"
+            self.next_probe[index] = time.monotonic()
+
+    def probe(self) -> None:
+        """Ask each restarting actor (at most every 0.25 s) whether it is back."""
+        probing = set(self.probes.values())
+        for index, state in enumerate(self.state):
+            if state == "restarting" and index not in probing \
+                    and time.monotonic() >= self.next_probe[index]:
+                self.probes[self.actors[index].info.remote()] = index
+
+    def probed(self, ref: Any) -> None:
+        index = self.probes.pop(ref)
+        try:
+            ray.get(ref)
+        except ActorUnavailableError:
+            self.next_probe[index] = time.monotonic() + 0.25
+        except RayError:
+            self.state[index] = "dead"
+        else:
+            self.state[index] = "ok"
+
+    def finished(self, ref: Any) -> None:
+        flight = self.pending.pop(ref)
+        queue = self.queues[flight.actor]
+        was_running = queue[0] == ref  # an actor runs its calls in order: the oldest one ran
+        queue.remove(ref)
+        try:
+            results = ray.get(ref)
+        except RayActorError as exc:  # Ray says "unavailable" for the calls of a crashed actor
+            self.crashed(flight, was_running, exc)
+            return
+        except RayError as exc:  # the worker code itself raised: not worth a retry
+            self.recorder.fail(flight.jobs, WorkerCrashError(_short(exc)), 0.0)
+            return
+        for item in results:
+            self.result(flight, item)
+
+    def crashed(self, flight: _Flight, was_running: bool, exc: BaseException) -> None:
+        """The actor died: no more work for it until it is back; retry the job it was running
+        (one attempt spent) and requeue the ones waiting behind it (no attempt spent)."""
+        self.restarting(flight.actor)
+        if not was_running:
+            self.work.appendleft((flight.jobs, flight.attempt))
+            return
+        self.crashes[flight.actor] += 1
+        if self.crashes[flight.actor] > self.engine.max_restarts:
+            self.state[flight.actor] = "dead"
+        if flight.attempt >= self.engine.max_retries:
+            self.recorder.fail(flight.jobs, WorkerCrashError(
+                f"the Ray worker died {flight.attempt + 1} times running this job: "
+                f"{_short(exc)}"), 0.0)
+            return
+        self.work.appendleft((flight.jobs, flight.attempt + 1))
+
+    def result(self, flight: _Flight, item: dict[str, Any]) -> None:
+        job = self.jobs[item["output"]]
+        if item["status"] == "failed" and item["retryable"] \
+                and flight.attempt < self.engine.max_retries:
+            self.work.append(([job], flight.attempt + 1))
+            return
+        self.writer.append(item["record"])
+        self.recorder.outcome(Outcome(job, item["status"], item["seconds"], item["error"],
+                                      item["losses"], item["retryable"]))
+
+    def relay_progress(self) -> None:
+        """Show the workers' job starts and steps on the driver's display."""
+        sink = self.request.progress
+        if self.progress is None or sink is None:
+            return
+        for event in self.progress.get_nowait_batch(self.progress.qsize()):
+            if event[0] == "start":
+                _, name, iterations, device, size = event
+                self.infos[name] = JobInfo(name, iterations, device, size)
+                sink.job_started(self.infos[name])
+            elif event[0] == "step" and event[1] in self.infos:
+                sink.job_step(self.infos[event[1]], event[2], event[3])

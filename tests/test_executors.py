@@ -1,0 +1,170 @@
+"""Engines as plugins: the ``register_executors`` hook, ``--engine`` and ``--address``
+errors, Ray imported only when used, and which failures count as transient."""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+from PIL import UnidentifiedImageError
+from test_run import FAST, invoke, records, run_tiny
+
+import nstkit
+from nstkit.default_plugins.executors import ray_executor
+from nstkit.errors import NstkitError, PluginError
+from nstkit.executors import RunRequest
+from nstkit.executors.local import LocalExecutor, local_executor
+from nstkit.plugins import get_host
+from nstkit.runner.execute import RunSummary, run_batch
+from nstkit.runner.failures import is_transient
+
+
+class EveryOtherJob:
+    """A toy engine: runs only the even-numbered jobs, locally; remembers its requests."""
+
+    requests: ClassVar[list[RunRequest]] = []
+
+    def __init__(self, address: str | None) -> None:
+        self.address = address
+
+    def run(self, request: RunRequest) -> RunSummary:
+        EveryOtherJob.requests.append(request)
+        return run_batch(request.recipe, request.jobs[::2], request.options, request.host,
+                         request.report)
+
+
+def test_hook_register_executors(tiny: Path, tmp_path: Path) -> None:
+    registered: list[int] = []
+
+    def register_executors(register):
+        registered.append(1)
+        register("every-other", lambda *, address=None: EveryOtherJob(address),
+                 description="half the jobs")
+
+    plugin = types.SimpleNamespace(register_executors=nstkit.hookimpl(register_executors))
+    get_host().add(plugin, name="toy-engine")
+    assert registered == []  # lazily: not when the plugin is registered
+    listing = invoke("plugins")
+    assert "executor: every-other" in listing.output
+    assert "executor: local, ray" in listing.output
+    EveryOtherJob.requests.clear()
+    result = run_tiny(tiny, tmp_path / "out", "--engine", "every-other", "--address", "x:1")
+    assert result.exit_code == 0, result.output
+    [request] = EveryOtherJob.requests
+    assert len(request.jobs) == 4
+    assert request.progress is not None  # the display, for engines that run jobs elsewhere
+    assert len(records(tmp_path / "out")) == 2
+    assert registered == [1]
+
+
+def test_the_local_engine_is_the_default_and_takes_no_address(tiny: Path,
+                                                              tmp_path: Path) -> None:
+    assert isinstance(get_host().executors.get("local")(), LocalExecutor)
+    result = run_tiny(tiny, tmp_path / "out", "--address", "auto")
+    assert result.exit_code == 2
+    assert "--address is for engines that connect to a cluster (--engine ray)" in result.output
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(NstkitError, match="--address"):
+        local_executor(address="auto")
+
+
+def test_an_unknown_engine_is_a_usage_error(tiny: Path, tmp_path: Path) -> None:
+    result = run_tiny(tiny, tmp_path / "out", "--engine", "rya")
+    assert result.exit_code == 2
+    assert "unknown executor 'rya'. Did you mean 'ray'? Available: local, ray." in result.output
+
+
+def test_engine_ray_rejects_a_numbered_gpu(tiny: Path, tmp_path: Path) -> None:
+    result = run_tiny(tiny, tmp_path / "out", "--engine", "ray", "--device", "cuda:1")
+    assert result.exit_code == 2
+    assert "--device with --engine ray must be auto, cpu or cuda" in result.output
+
+
+def test_listing_the_engines_does_not_import_ray() -> None:
+    code = ("import sys, nstkit.cli; from nstkit.plugins import get_host; "
+            "print(get_host().executors.names(), 'ray' in sys.modules)")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=120)
+    assert shown.stdout.split() == ["['local',", "'ray']", "False"], shown.stderr
+
+
+def test_without_ray_the_ray_engine_says_how_to_install_it(
+        tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "nstkit.executors.ray", raising=False)
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    with pytest.raises(NstkitError, match=r"pip install 'nstkit\[ray\]'"):
+        ray_executor()
+    result = run_tiny(tiny, tmp_path / "out", "--engine", "ray")
+    assert result.exit_code == 2
+    assert "--engine ray needs Ray, which is not installed: pip install 'nstkit[ray]'" \
+        in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("error", "transient"), [
+    (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
+    (RuntimeError("CUDA error: out of memory"), True),
+    (OSError(errno.EIO, "Input/output error"), True),
+    (OSError(errno.ESTALE, "Stale file handle"), True),
+    (OSError(errno.ENOSPC, "No space left on device"), True),
+    (TimeoutError("read timed out"), True),
+    (FileNotFoundError(errno.ENOENT, "No such file or directory"), False),
+    (PermissionError(errno.EACCES, "Permission denied"), False),
+    (UnidentifiedImageError("cannot identify image file 'broken.png'"), False),
+    (NstkitError("unknown loss 'gramm'"), False),
+    (ValueError("loss is NaN at step 3"), False),
+])
+def test_which_failures_are_transient(error: BaseException, transient: bool) -> None:
+    assert is_transient(error) is transient
+
+
+def test_a_plugin_error_is_judged_by_its_cause() -> None:
+    def wrapped(cause: BaseException) -> PluginError:
+        error = PluginError("trace", f"on_step raised {cause}")
+        error.__cause__ = cause
+        return error
+
+    assert is_transient(wrapped(OSError(errno.ENOSPC, "No space left on device")))
+    assert not is_transient(wrapped(KeyError("losses")))
+    assert not is_transient(PluginError("trace", "broke a contract"))
+
+
+def test_local_runs_record_the_retryable_flag_only_in_the_outcome(tiny: Path,
+                                                                  tmp_path: Path) -> None:
+    """The manifest format is unchanged by the engine work: no new keys for local runs."""
+    out = tmp_path / "out"
+    assert invoke("run", "gatys", "--content", tiny / "content" / "chelsea.png", "--style",
+                  tiny / "style" / "shipwreck.png", "--out", out, *FAST).exit_code == 0
+    [record] = records(out)
+    assert "retryable" not in record
+    assert "worker" not in record
+
+
+def test_the_display_shows_remote_jobs_side_by_side() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from nstkit.job import JobInfo
+    from nstkit.runner.display import BatchDisplay
+
+    display = BatchDisplay(Console(file=StringIO(), force_terminal=True), live=True)
+    display.start(3, 0)
+    a, b, c = (JobInfo(name, 4, "cuda:0", (32, 32)) for name in ("a.png", "b.png", "c.png"))
+    display.job_started(a)
+    display.job_started(b)
+    display.job_step(a, 2, {"total": 1.0})
+    assert set(display.job_tasks) == {"a.png", "b.png"}
+    [task] = [t for t in display.progress.tasks if t.description == "a.png"]
+    assert task.completed == 2
+    display.job_finished("a.png", "done", 1.0)
+    assert set(display.job_tasks) == {"b.png"}
+    display.on_job_start(c)  # a local job: the one before it has ended
+    assert set(display.job_tasks) == {"c.png"}
+    display.close()
