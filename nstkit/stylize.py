@@ -179,7 +179,7 @@ class _Stages:
     job: JobInfo
     device: torch.device
     extractor: FeatureExtractor
-    extractor_key: int
+    extractor_key: Hashable  # the full extractor: the key keeps it alive, so ids never repeat
     layers: list[str]
     terms: list[WeightedTerm]
     cache: StyleCache | None
@@ -313,7 +313,7 @@ def stylize(
     host.notify("on_job_start", job=job)
     try:
         image, history = _run_stages(
-            _Stages(host, job, dev, run_ext, id(ext), layers, terms, cache), plan, original,
+            _Stages(host, job, dev, run_ext, ext, layers, terms, cache), plan, original,
             style_images, style_scale, preserve_colour, blend,
             lambda content, styles: _initial_image(init, content, styles, generator,
                                                    noise_scale),
