@@ -2,8 +2,9 @@
 
 Each size runs in a fresh process (so its peak RSS is its own): the default recipe (gatys,
 L-BFGS) for a few iterations at longest side SIZE. Reported per size: seconds per iteration
-(after the first), peak RSS, the RSS the job added on top of the loaded model, and nstkit's
-memory estimate for the same job (``nstkit.memory``), with the ratio measured / estimated.
+(after the first), peak RSS (``VmHWM``, reset after the model is loaded, since decoding the
+weights peaks higher than a small job), the RSS the job added on top of the loaded model, and
+nstkit's memory estimate for the same job (``nstkit.memory``), with the ratio measured / estimated.
 
 Run from the repository root: ``python bench/scaling.py [--sizes 128 256 512 1024]
 [--iterations 3]``. The GPU version (``torch.cuda.max_memory_allocated``, images/min against
@@ -23,19 +24,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CONTENT, REPO, STYLE, header, load_average
 
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import nstkit
 from nstkit.memory import estimate_for_recipe
 from nstkit.plugins import PluginHost
 from nstkit.recipe import load_recipe
 from nstkit.stylize import build_extractor
 size, iterations = int(sys.argv[1]), int(sys.argv[2])
-rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def status(key):  # bytes of a /proc/self/status field (VmRSS now, VmHWM the peak)
+    for line in open("/proc/self/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
 options = load_recipe("gatys", [f"size={size}"]).stylize_options()
 options["iterations"] = iterations
 host = PluginHost(autoload=False)
 build_extractor(host, "vgg19", __import__("torch").device("cpu"), pooling="max", weights=None)
-base = rss()
+with open("/proc/self/clear_refs", "w") as f:  # reset the peak: loading the weights peaks
+    f.write("5")                                 # higher than a small job does
+base = status("VmRSS")
 times = []
 class Probe:
     @nstkit.hookimpl
@@ -46,7 +52,7 @@ result = nstkit.stylize(sys.argv[3], sys.argv[4], host=host, device="cpu", **opt
 h, w = result.image.shape[-2:]
 estimate = estimate_for_recipe(options, h, w, host=host)
 print(json.dumps({"size": [h, w], "per_iteration": (times[-1] - times[0]) / (len(times) - 1),
-                  "peak_rss": rss(), "model_rss": base,
+                  "peak_rss": status("VmHWM"), "model_rss": base,
                   "estimate": estimate.total, "estimate_no_weights":
                   estimate.total - estimate.weights}))
 """
