@@ -122,7 +122,7 @@ def run(
     planned = plan_jobs(contents, styles, resolved.name, resolved.data["output"]["format"])
     jobs = select_shard(planned, *shard_spec) if shard_spec else planned
     if dry_run:
-        _print_plan(jobs, resolved, out, overwrite)
+        _print_plan(jobs, resolved, out, overwrite, batch_size)
         return
     try:
         executor = get_host().executors.get(engine)(address=address)
@@ -146,7 +146,8 @@ def _shard(text: str | None) -> tuple[int, int] | None:
     return shard_from_env(os.environ) if text.strip() == "auto" else parse_shard(text)
 
 
-def _print_plan(jobs: list[Job], recipe: Recipe, out: Path, overwrite: bool) -> None:
+def _print_plan(jobs: list[Job], recipe: Recipe, out: Path, overwrite: bool,
+                batch_size: int = 1) -> None:
     from nstkit.runner.execute import InputHashes, split_done
 
     todo, done = split_done(jobs, recipe, out, overwrite, InputHashes())
@@ -157,6 +158,34 @@ def _print_plan(jobs: list[Job], recipe: Recipe, out: Path, overwrite: bool) -> 
         table.add_row(str(job.content), str(job.style), str(out / job.output),
                       "done" if job in finished else "to do")
     console.print(table)
+    _print_estimate(jobs, recipe, batch_size)
+
+
+def _print_estimate(jobs: list[Job], recipe: Recipe, batch_size: int) -> None:
+    """The memory estimate for the largest content image (after resizing), per batch."""
+    from PIL import Image
+
+    from nstkit.memory import estimate_for_recipe, result_size
+
+    sizes = {}
+    for path in {job.content for job in jobs}:
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+        except OSError:
+            continue
+        sizes[path] = result_size(height, width, recipe.data["size"])
+    if not sizes:
+        return
+    largest = max(sizes, key=lambda path: sizes[path][0] * sizes[path][1])
+    batch = min(batch_size, len(jobs))
+    try:
+        estimate = estimate_for_recipe(recipe.stylize_options(), *sizes[largest], batch)
+    except (NstkitError, RuntimeError, ValueError, TypeError) as exc:
+        console.print(f"memory estimate: not available ({exc})", highlight=False)
+        return
+    console.print(f"memory estimate: {estimate}; largest content image {largest.name}",
+                  highlight=False)
 
 
 def _run(recipe: Recipe, jobs: list[Job], options: RunOptions, overwrite: bool,

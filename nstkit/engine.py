@@ -19,6 +19,18 @@ from nstkit.extractors import FeatureExtractor
 from nstkit.losses import LossTerm, Targets
 
 Notify = Callable[..., None]
+PRECISIONS = ("fp32", "bf16")
+
+
+def extract(extractor: FeatureExtractor, image: torch.Tensor, layers: Sequence[str],
+            precision: str = "fp32") -> dict[str, torch.Tensor]:
+    """``extractor(image, layers)``; with ``precision="bf16"`` the extractor runs under bf16
+    autocast and its features come back as float32, so the losses stay in float32."""
+    if precision == "fp32":
+        return extractor(image, layers)
+    with torch.autocast(image.device.type, dtype=torch.bfloat16):
+        features = extractor(image, layers)
+    return {name: value.float() for name, value in features.items()}
 
 
 @dataclass
@@ -75,19 +87,23 @@ class StyleCache:
 def compute_targets(extractor: FeatureExtractor, layers: Sequence[str], content: torch.Tensor,
                     styles: Sequence[torch.Tensor], blend: Sequence[float],
                     cache: StyleCache | None = None,
-                    extractor_key: Hashable = None) -> Targets:
+                    extractor_key: Hashable = None, precision: str = "fp32") -> Targets:
     """Features of the content and of each style image, computed once per job.
 
     With a ``cache`` (and an ``extractor_key`` naming the extractor), style features are
-    shared between jobs that use the same style image at the same size.
+    shared between jobs that use the same style image at the same size and ``precision``.
     """
+    def run(image: torch.Tensor, wanted: Sequence[str]) -> dict[str, torch.Tensor]:
+        return extract(extractor, image, wanted, precision)
+
     def style_features(style: torch.Tensor) -> dict[str, torch.Tensor]:
         if cache is None:
-            return extractor(style, layers)
-        return cache.features(extractor, extractor_key, layers, style)
+            return run(style, layers)
+        key = extractor_key if precision == "fp32" else (extractor_key, precision)
+        return cache.features(run, key, layers, style)  # type: ignore[arg-type]
 
     try:
-        content_features = extractor(content, layers)
+        content_features = run(content, layers)
     except RuntimeError as exc:
         if "too small" not in str(exc):
             raise
@@ -114,7 +130,7 @@ def _check_scalar(term: WeightedTerm, value: Any) -> torch.Tensor:
 
 def optimise(image: torch.Tensor, terms: Sequence[WeightedTerm], extractor: FeatureExtractor,
              layers: Sequence[str], optimizer: Any, iterations: int,
-             notify: Notify | None = None) -> dict[str, list[float]]:
+             notify: Notify | None = None, precision: str = "fp32") -> dict[str, list[float]]:
     """Minimise ``Σ weight · term`` over ``image`` in place, clamping it to ``[0, 1]``.
 
     Args:
@@ -126,6 +142,8 @@ def optimise(image: torch.Tensor, terms: Sequence[WeightedTerm], extractor: Feat
         iterations: number of steps.
         notify: called as ``notify(step=, losses=, image=)`` after each step, with the losses
             of the image the step started from (a line search evaluates other points too).
+        precision: ``"fp32"``, or ``"bf16"`` for the extractor under bf16 autocast (see
+            :func:`extract`).
 
     Returns:
         The weighted value of every term and ``"total"``: entry ``k`` is the loss of the image
@@ -140,7 +158,7 @@ def optimise(image: torch.Tensor, terms: Sequence[WeightedTerm], extractor: Feat
     first: list[torch.Tensor] = []
 
     def evaluate() -> list[torch.Tensor]:
-        features = extractor(image, layers)
+        features = extract(extractor, image, layers, precision)
         values = [term.weight * _check_scalar(term, term.module(image, features))
                   for term in terms]
         return [*values, torch.stack(values).sum()]

@@ -11,7 +11,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from nstkit.errors import ImageError
 
@@ -42,7 +41,10 @@ def load_image(source: ImageInput) -> torch.Tensor:
     if pil.mode in SIXTEEN_BIT_MODES:
         grey = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 65535).clamp(0, 1)
         return grey.expand(1, 3, *grey.shape).contiguous()
-    return pil_to_tensor(_to_rgb(pil)).unsqueeze(0).float().contiguous() / 255
+    rgb = _to_rgb(pil)
+    pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
+    chw = pixels.view(rgb.height, rgb.width, 3).permute(2, 0, 1)
+    return chw.unsqueeze(0).float().contiguous() / 255
 
 
 def _open(path: Path) -> Image.Image:
@@ -121,7 +123,8 @@ def to_pil(image: torch.Tensor) -> Image.Image:
         if image.shape[0] != 1:
             raise ValueError(f"to_pil takes one image, got a batch of {image.shape[0]}")
         image = image[0]
-    return to_pil_image(image.detach().float().clamp(0, 1).cpu())
+    pixels = image.detach().float().clamp(0, 1).cpu().mul(255).byte()  # as torchvision's
+    return Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy())
 
 
 def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike, **options) -> Path:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from nstkit import colour
-from nstkit.engine import StyleCache, WeightedTerm, compute_targets, feature_layers, optimise
+from nstkit.engine import (
+    PRECISIONS,
+    StyleCache,
+    WeightedTerm,
+    compute_targets,
+    feature_layers,
+    optimise,
+)
 from nstkit.errors import NstkitError, PluginError
 from nstkit.extractors import FeatureExtractor
 from nstkit.image import ImageInput, load_image, resize_longest, resize_to
@@ -61,6 +69,35 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+@contextlib.contextmanager
+def fast_cuda(device: torch.device) -> Iterator[None]:
+    """On CUDA, TF32 for float32 matmuls and convolutions while the block runs (restored
+    after); elsewhere nothing."""
+    if device.type != "cuda":
+        yield
+        return
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9
+        saved = matmul.fp32_precision, conv.fp32_precision
+        matmul.fp32_precision = conv.fp32_precision = "tf32"
+        try:
+            yield
+        finally:
+            matmul.fp32_precision, conv.fp32_precision = saved
+        return
+    saved = matmul.allow_tf32, torch.backends.cudnn.allow_tf32  # pragma: no cover
+    matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def memory_format(device: torch.device) -> torch.memory_format:
+    """``channels_last`` on CUDA (cuDNN's fast layout for convolutions), else contiguous."""
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+
 EXTRACTOR_CACHE_SIZE = 4
 _extractors: OrderedDict[Hashable, FeatureExtractor] = OrderedDict()
 
@@ -90,7 +127,7 @@ def build_extractor(host: PluginHost, name: str, device: torch.device,
     except Exception as exc:
         raise PluginError(entry.plugin, f"extractor {name!r} failed: {exc}") from exc
     try:
-        _extractors[key] = extractor.to(device)
+        _extractors[key] = extractor.to(device, memory_format=memory_format(device))
     except torch.cuda.OutOfMemoryError as exc:
         raise NstkitError(f"CUDA out of memory moving extractor {name!r} to {device} "
                           f"({exc}); free the GPU or use --device cpu") from None
@@ -183,6 +220,7 @@ class _Stages:
     layers: list[str]
     terms: list[WeightedTerm]
     cache: StyleCache | None
+    precision: str = "fp32"
 
 
 def _run_stages(run: _Stages, plan: list[tuple[float, int]], original: torch.Tensor,
@@ -198,20 +236,22 @@ def _run_stages(run: _Stages, plan: list[tuple[float, int]], original: torch.Ten
     for scale, steps in plan:
         content, styles = _stage_inputs(original, style_images, scale, style_scale,
                                         preserve_colour)
-        content, styles = content.to(run.device), [s.to(run.device) for s in styles]
+        fmt = memory_format(run.device)
+        content = content.to(run.device, memory_format=fmt)
+        styles = [s.to(run.device, memory_format=fmt) for s in styles]
         targets = compute_targets(run.extractor, run.layers, content, styles, blend, run.cache,
-                                  run.extractor_key)
+                                  run.extractor_key, run.precision)
         for term in run.terms:
             term.module.to(run.device).prepare(targets)
         start = initial(content.cpu(), [s.cpu() for s in styles]) if image is None \
             else resize_to(image.detach().cpu(), tuple(content.shape[-2:]))
-        image = start.to(run.device).contiguous().requires_grad_(True)
+        image = start.to(run.device).contiguous(memory_format=fmt).requires_grad_(True)
 
         def notify(step: int, offset: int = done, **kw: Any) -> None:
             run.host.notify("on_step", job=run.job, step=offset + step, **kw)
 
         stage = optimise(image, run.terms, run.extractor, run.layers, make_optimizer([image]),
-                         steps, notify=notify)
+                         steps, notify=notify, precision=run.precision)
         for name, values in stage.items():
             history.setdefault(name, []).extend(values)
         done += steps
@@ -245,6 +285,7 @@ def stylize(
     noise_scale: float = 0.1,
     preserve_colour: str | None = None,
     multiscale: Sequence[tuple[float, float]] | None = None,
+    precision: str = "fp32",
     device: str | torch.device | None = None,
     host: PluginHost | None = None,
     job_name: str = "stylize",
@@ -276,6 +317,9 @@ def stylize(
         multiscale: ``(scale, share)`` pairs, coarse to fine, ending at scale 1: each stage
             runs ``share`` of the iterations at ``scale`` times ``size`` and initialises the
             next stage with its result, upsampled.
+        precision: ``"fp32"``, or ``"bf16"``: the extractor runs under bfloat16 autocast, the
+            losses and the image stay float32. On CUDA, float32 convolutions and matmuls use
+            TF32 and images and weights are ``channels_last`` either way.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; ``None`` picks CUDA when available.
         host: the plugin host (default: the process-wide one with installed plugins).
         job_name, job_extra: the job's name and details in lifecycle hooks.
@@ -289,6 +333,8 @@ def stylize(
                          f"got {preserve_colour!r}")
     if iterations < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     host = host or get_host()
     dev = resolve_device(device)
     styles_in = list(style) if isinstance(style, (list, tuple)) else [style]
@@ -312,17 +358,19 @@ def stylize(
     start = time.perf_counter()
     host.notify("on_job_start", job=job)
     try:
-        image, history = _run_stages(
-            _Stages(host, job, dev, run_ext, ext, layers, terms, cache), plan, original,
-            style_images, style_scale, preserve_colour, blend,
-            lambda content, styles: _initial_image(init, content, styles, generator,
-                                                   noise_scale),
-            lambda params: host.optimizers.entry(optimizer).factory(
-                params, **dict(optimizer_options or {})))
+        with fast_cuda(dev):
+            image, history = _run_stages(
+                _Stages(host, job, dev, run_ext, ext, layers, terms, cache, precision),
+                plan, original,
+                style_images, style_scale, preserve_colour, blend,
+                lambda content, styles: _initial_image(init, content, styles, generator,
+                                                       noise_scale),
+                lambda params: host.optimizers.entry(optimizer).factory(
+                    params, **dict(optimizer_options or {})))
     except BaseException as exc:
         host.notify("on_job_end", job=job, result=None, error=exc)
         raise
-    out = image.detach()
+    out = image.detach().contiguous()
     if preserve_colour == "luminance":
         out = colour.recombine_luminance(out, original.to(dev))
     settings = {
@@ -333,7 +381,7 @@ def stylize(
                    for s, t in zip([s for s in specs if s.weight], terms, strict=True)],
         "optimizer": optimizer, "optimizer_options": dict(optimizer_options or {}),
         "init": init if isinstance(init, str) else "image", "preserve_colour": preserve_colour,
-        "style_blend": blend, "stages": [list(stage) for stage in plan],
+        "style_blend": blend, "stages": [list(stage) for stage in plan], "precision": precision,
     }
     result = StyleResult(out.cpu(), history, iterations, time.perf_counter() - start, str(dev),
                          settings)

@@ -143,3 +143,26 @@ def test_torchvision_weights_offline_say_how_to_supply_a_file(monkeypatch, tmp_p
     message = str(info.value)
     assert "vgg16-397923af.pth" in message
     assert str(tmp_path / "checkpoints") in message
+
+
+@pytest.mark.parametrize(("arch", "cfg"), [("vgg16", "D"), ("vgg19", "E")])
+def test_vgg_layout_is_torchvisions(arch, cfg) -> None:
+    from torchvision.models.vgg import cfgs, make_layers
+
+    from nstkit.extractors.vgg import _features
+
+    ours, theirs = _features(arch, "max", "cpu"), make_layers(cfgs[cfg])
+    assert [type(m) for m in ours] == [type(m) for m in theirs]
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in theirs.state_dict().items()}
+    assert not any(getattr(m, "inplace", False) for m in ours)
+
+
+def test_importing_nstkit_does_not_import_torchvision() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, nstkit, nstkit.stylize, nstkit.cli; print('torchvision' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"  # a second of start-up (it imports torch._dynamo)

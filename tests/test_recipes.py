@@ -105,6 +105,13 @@ def test_the_hash_follows_meaningful_changes_only() -> None:
     assert load_recipe("gatys", ["description=other words"]).hash == base.hash
     assert load_recipe("gatys", ["size=256"]).hash != base.hash
     assert load_recipe("gatys", ["losses.1.weight=0.002"]).hash != base.hash
+    assert load_recipe("gatys", ["precision=bf16"]).hash != base.hash
+    assert load_recipe("gatys", ["precision=fp32"]).hash == base.hash
+
+
+def test_precision_reaches_stylize() -> None:
+    assert load_recipe("gatys").stylize_options()["precision"] == "fp32"
+    assert load_recipe("gatys", ["precision=bf16"]).stylize_options()["precision"] == "bf16"
 
 
 def test_every_problem_is_reported_with_file_and_key_path(tmp_path: Path) -> None:
@@ -120,6 +127,7 @@ losses:
 optimizer: {name: lbfgs, iterations: 1.5, momentum: 0.9}
 output: {format: gif}
 iteration: 5
+precision: fp16
 """)
     found = problems(path)
     assert f"{path}: losses[1].weight: must be a number, got 'abc'" in found
@@ -130,13 +138,14 @@ iteration: 5
             in found)
     assert (f"{path}: iteration: unknown key. Did you mean 'optimizer.iterations'? Allowed: "
             "version, name, description, extractor, size, style_scale, seed, init, noise_scale, "
-            "losses, preserve_colour, optimizer, multiscale, output." in found)
+            "losses, preserve_colour, optimizer, multiscale, precision, output." in found)
     assert (f"{path}: losses[2].name: unknown loss 'gramm'. Did you mean 'gram'? Available: "
             "colour, content, gram, shifted_gram, tv." in found)
     assert (f"{path}: optimizer.momentum: unknown option for optimizer 'lbfgs'. Accepted: "
             "history_size, line_search, lr." in found)
     assert f"{path}: extractor: pooling must be 'max' or 'avg', got 'min'" in found
-    assert len(found) == 9, found
+    assert f"{path}: precision: must be one of 'fp32', 'bf16'; got 'fp16'" in found
+    assert len(found) == 10, found
 
 
 def test_unknown_layer_is_reported_with_the_valid_names(tmp_path: Path) -> None:

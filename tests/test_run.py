@@ -16,7 +16,7 @@ from nstkit.cli import app
 from nstkit.hookspecs import hookimpl
 from nstkit.image import load_image
 from nstkit.plugins import get_host, reset_host
-from nstkit.recipe import builtin_recipes
+from nstkit.recipe import builtin_recipes, load_recipe
 from nstkit.runner.manifest import file_sha256, latest_records
 from nstkit.runner.plan import Job, plan_jobs, select_shard
 
@@ -203,6 +203,21 @@ def test_dry_run_lists_jobs_and_writes_nothing(tiny: Path, tmp_path: Path) -> No
     assert not out.exists()
 
 
+def test_dry_run_prints_the_memory_estimate(tiny: Path, tmp_path: Path) -> None:
+    from nstkit.memory import estimate_for_recipe
+
+    result = invoke("run", "gatys", "--content", tiny / "content", "--style", tiny / "style",
+                    "--out", tmp_path / "out", "--dry-run", "--size", "96", "--batch-size", "2",
+                    "--set", "precision=bf16")
+    assert result.exit_code == 0, result.output
+    options = load_recipe("gatys", ["size=96", "precision=bf16"]).stylize_options()
+    expected = estimate_for_recipe(options, 96, 96, batch=2)
+    assert f"memory estimate: {expected}; largest content image " in result.output
+    assert expected.batch == 2
+    assert expected.activations < estimate_for_recipe(
+        load_recipe("gatys", ["size=96"]).stylize_options(), 96, 96, batch=2).activations
+
+
 def test_save_every_writes_intermediate_images(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = invoke("run", "gatys", "--content", tiny / "content" / "chelsea.png", "--style",
@@ -342,3 +357,24 @@ def test_ctrl_c_keeps_finished_jobs_and_exits_130(tiny: Path, tmp_path: Path) ->
     assert rerun.exit_code == 0
     assert "1 job(s) already done" in rerun.output
     assert len(records(out)) == 4
+
+
+def test_cuda_out_of_memory_names_the_estimate_and_the_fix(tiny: Path, tmp_path: Path,
+                                                          monkeypatch) -> None:
+    import torch
+
+    import nstkit.runner.execute as execute
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(execute, "stylize", out_of_memory)
+    out = tmp_path / "out"
+    result = invoke("run", "gatys", "--content", tiny / "content" / "chelsea.png", "--style",
+                    tiny / "style" / "shipwreck.png", "--out", out, "--size", "32", "-q")
+    assert result.exit_code == 1, result.output
+    [record] = latest_records(out).values()
+    assert record["status"] == "failed"
+    assert "Tried to allocate 2.00 GiB (32x32 px, 1 image at once; estimated " in record["error"]
+    assert "for 1 x 32x32 px (activations " in record["error"]
+    assert "try a smaller --size or --batch-size, or --device cpu" in record["error"]

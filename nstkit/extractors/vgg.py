@@ -7,12 +7,19 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models.vgg import cfgs, make_layers
 
 from nstkit.errors import WeightsError
 from nstkit.extractors import weights as W
 from nstkit.extractors.base import FeatureExtractor, InputNormalization
 
+# torchvision's VGG configurations "D" (VGG16) and "E" (VGG19): conv widths, "M" a max-pool;
+# written out so that importing nstkit does not import torchvision (a second of start-up)
+CFGS: dict[str, list[int | str]] = {
+    "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512,
+          "M"],
+    "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512,
+          512, 512, 512, "M"],
+}
 ARCH_CFG = {"vgg16": "D", "vgg19": "E"}
 DEFAULT_WEIGHTS = {"vgg16": "torchvision", "vgg19": "original"}
 
@@ -21,7 +28,7 @@ def vgg_layer_names(arch: str) -> tuple[str, ...]:
     """Paper names of every module of ``features``: ``conv1_1, relu1_1, ..., pool5``."""
     names: list[str] = []
     block, conv = 1, 0
-    for item in cfgs[ARCH_CFG[arch]]:
+    for item in CFGS[ARCH_CFG[arch]]:
         if item == "M":
             names.append(f"pool{block}")
             block, conv = block + 1, 0
@@ -44,14 +51,20 @@ def vgg_aliases(names: Iterable[str]) -> dict[str, str]:
 
 
 def _features(arch: str, pooling: str, device: str | torch.device) -> nn.Sequential:
+    """torchvision's ``make_layers`` (no batch norm), with ReLUs not in place (they would
+    overwrite the conv outputs we return) and average pooling if asked for."""
+    layers: list[nn.Module] = []
+    channels = 3
     with torch.device(device):
-        features = make_layers(cfgs[ARCH_CFG[arch]])
-    for index, module in enumerate(features):
-        if isinstance(module, nn.ReLU):  # in-place would overwrite the conv outputs we return
-            features[index] = nn.ReLU(inplace=False)
-        elif isinstance(module, nn.MaxPool2d) and pooling == "avg":
-            features[index] = nn.AvgPool2d(kernel_size=2, stride=2)
-    return features
+        for item in CFGS[ARCH_CFG[arch]]:
+            if item == "M":
+                layers.append(nn.AvgPool2d(kernel_size=2, stride=2) if pooling == "avg"
+                              else nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                layers += [nn.Conv2d(channels, int(item), kernel_size=3, padding=1),
+                           nn.ReLU(inplace=False)]
+                channels = int(item)
+    return nn.Sequential(*layers)
 
 
 class VGGExtractor(FeatureExtractor):

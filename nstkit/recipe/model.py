@@ -53,6 +53,8 @@ class Recipe:
         """sha256 of everything that changes the result: the recipe without its description
         and ``output.save_every``, plus the bytes of an ``init`` image or a weights file."""
         meaningful = {k: v for k, v in self.data.items() if k != "description"}
+        if meaningful.get("precision") == "fp32":  # the default; hashes from before the key
+            del meaningful["precision"]
         meaningful["output"] = {k: v for k, v in self.data["output"].items()
                                 if k != "save_every"}
         meaningful["files"] = {key: _file_digest(self.data[key] if key == "init"
@@ -88,6 +90,7 @@ class Recipe:
             "preserve_colour": data["preserve_colour"],
             "multiscale": list(zip(multiscale["scales"], multiscale["iterations"], strict=True))
             if multiscale else None,
+            "precision": data.get("precision", "fp32"),
         }
 
     @staticmethod

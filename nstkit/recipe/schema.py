@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "preserve_colour": None,
     "optimizer": {"name": "lbfgs", "iterations": 500},
     "multiscale": None,
+    "precision": "fp32",
     "output": {"format": "png", "quality": 95, "save_every": 0},
 }
 FILE_ONLY_KEYS = ("extends", "set")
@@ -48,6 +49,7 @@ INIT_CHOICES = ("content", "noise", "style")
 PRESERVE_CHOICES = ("luminance", "linear", "histogram")
 FORMATS = ("png", "jpg", "webp")
 SCHEDULES = ("equal", "geometric")
+PRECISION_CHOICES = ("fp32", "bf16")
 WEIGHT_KEYWORDS = ("original", "torchvision", "random")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 MAX_NUMBER = 1e30
@@ -212,6 +214,7 @@ class Validator:
         self.losses(data.get("losses"))
         self.optimizer(data.get("optimizer"))
         self.multiscale(data.get("multiscale"))
+        self.choice(("precision",), data.get("precision"), PRECISION_CHOICES)
         self.output(data.get("output"))
         return self.problems
 

@@ -18,6 +18,7 @@ import torch
 
 from nstkit.engine import StyleCache
 from nstkit.image import load_image, resize_longest, save_image
+from nstkit.memory import estimate_for_recipe
 from nstkit.plugins import PluginHost
 from nstkit.recipe import Recipe
 from nstkit.runner.failures import is_transient
@@ -246,7 +247,8 @@ class Runner:
             image = content if isinstance(content, torch.Tensor) else resize_longest(
                 load_image(content), self.kwargs["size"])
             (count, _, h, w) = image.shape
-            parts = [f"{h}x{w} px, {count} image{'s' * (count > 1)} at once"]
+            parts = [f"{h}x{w} px, {count} image{'s' * (count > 1)} at once",
+                     f"estimated {estimate_for_recipe(self.kwargs, h, w, count)}"]
         except Exception:  # the report must not hide the out-of-memory error
             parts = []
         if self.device.type == "cuda" and torch.cuda.is_available():

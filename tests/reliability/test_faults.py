@@ -213,9 +213,12 @@ def test_cuda_oom_reports_the_device_memory(tiny: Path, tmp_path: Path, monkeypa
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device: 77.5 * 2**30)
     recipe = load_recipe("gatys", ["size=32"])
     runner = Runner(recipe, RunOptions(tmp_path, device="cuda:0"), get_host(), print)
+    from nstkit.memory import estimate_for_recipe
+
+    estimate = estimate_for_recipe(recipe.stylize_options(), 24, 32, 3)
     assert runner.memory_report(torch.zeros(3, 3, 24, 32)) == (
-        "24x32 px, 3 images at once; 77.5 GiB allocated at the peak, 2.0 of 80.0 GiB free on "
-        "cuda:0; try a smaller --size or --batch-size, or --device cpu")
+        f"24x32 px, 3 images at once; estimated {estimate}; 77.5 GiB allocated at the peak, "
+        "2.0 of 80.0 GiB free on cuda:0; try a smaller --size or --batch-size, or --device cpu")
 
 
 class _FullGpuExtractor(TinyExtractor):
