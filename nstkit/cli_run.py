@@ -128,10 +128,24 @@ def run(
         executor = get_host().executors.get(engine)(address=address)
     except NstkitError as exc:
         _fail(exc)
+    _load_extractor(resolved, device)
     _prepare_out(out)
     options = RunOptions(out, device, batch_size, fail_fast, shard_spec)
     write_plan(out, resolved, planned, shard_spec[1] if shard_spec else 1)
     _run(resolved, jobs, options, overwrite, quiet, executor)
+
+
+def _load_extractor(recipe: Recipe, device: str) -> None:
+    """Build the recipe's extractor (cached for the run): a missing, corrupt or unfitting
+    weights file stops here, before anything is written to ``--out``."""
+    from nstkit.stylize import build_extractor, resolve_device
+
+    kw = recipe.stylize_options()
+    try:
+        build_extractor(get_host(), kw["extractor"], resolve_device(device),
+                        pooling=kw["pooling"], weights=kw["weights"], **kw["extractor_options"])
+    except NstkitError as exc:
+        _fail(exc)
 
 
 def _shard(text: str | None) -> tuple[int, int] | None:
