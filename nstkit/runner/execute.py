@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +14,7 @@ from typing import Any, Protocol
 
 import torch
 
+from nstkit.atomic import write_atomic
 from nstkit.engine import StyleCache
 from nstkit.image import load_image, resize_longest, save_image
 from nstkit.memory import estimate_for_recipe
@@ -330,8 +329,4 @@ def write_summary(out_dir: Path, summary: RunSummary, skipped: int,
             "failures": [{"output": o.job.output, "error": o.error}
                          for o in summary.outcomes if o.status == "failed"]}
     target = out_dir / manifest_name(shard, "summary", ".json")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=out_dir)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
-    os.replace(tmp, target)
-    return target
+    return write_atomic(target, json.dumps(data, indent=2, ensure_ascii=False))
