@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from nstkit.atomic import atomic_file
 from nstkit.errors import ImageError
 
 ImageInput = str | os.PathLike | Image.Image | torch.Tensor
@@ -132,13 +132,7 @@ def save_image(image: torch.Tensor | Image.Image, path: str | os.PathLike, **opt
     path = Path(path)
     pil = image if isinstance(image, Image.Image) else to_pil(image)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            pil.save(handle, format=Image.registered_extensions().get(path.suffix.lower()),
-                     **options)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as handle:
+        pil.save(handle, format=Image.registered_extensions().get(path.suffix.lower()),
+                 **options)
     return path
