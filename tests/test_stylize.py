@@ -148,6 +148,31 @@ def test_multiscale_runs_each_stage_from_the_last(pair) -> None:
     assert result.settings["stages"] == [[0.5, 2], [1.0, 2]]
 
 
+def test_upsampling_a_stage_adds_back_the_contents_detail(pair) -> None:
+    from nstkit.image import resize_to
+    from nstkit.stylize import upsample_stage
+
+    content = load_image(pair[0])
+    coarse = resize_to(content, (32, 32))
+    plain = upsample_stage(coarse, content, detail=False)
+    assert torch.equal(plain, resize_to(coarse, (64, 64)))
+    assert psnr(plain, content) < 30  # the upsampling blurs
+    torch.testing.assert_close(upsample_stage(coarse, content, detail=True), content)
+    darker = upsample_stage(coarse * 0.5, content, detail=True)
+    expected = (resize_to(coarse * 0.5, (64, 64)) + content - plain).clamp(0, 1)
+    torch.testing.assert_close(darker, expected)
+
+
+def test_multiscale_detail_is_a_recipe_switch() -> None:
+    from nstkit.recipe import load_recipe
+
+    on = load_recipe("gatys", ["multiscale.scales=[0.5, 1.0]",
+                               "multiscale.iterations=[1, 1]"]).stylize_options()
+    off = load_recipe("gatys", ["multiscale={scales: [0.5, 1.0], iterations: [1, 1], "
+                                "detail: false}"]).stylize_options()
+    assert (on["multiscale_detail"], off["multiscale_detail"]) == (True, False)
+
+
 class _TinyExtractors:
     @nstkit.hookimpl
     def register_extractors(self, register) -> None:

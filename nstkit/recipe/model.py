@@ -90,6 +90,7 @@ class Recipe:
             "preserve_colour": data["preserve_colour"],
             "multiscale": list(zip(multiscale["scales"], multiscale["iterations"], strict=True))
             if multiscale else None,
+            "multiscale_detail": bool(multiscale.get("detail", True)) if multiscale else True,
             "precision": data.get("precision", "fp32"),
         }
 

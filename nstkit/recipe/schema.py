@@ -366,8 +366,10 @@ class Validator:
 
     def multiscale(self, spec: Any) -> None:
         path: Path_ = ("multiscale",)
-        if spec is None or not self.mapping(path, spec, ("scales", "iterations")):
+        if spec is None or not self.mapping(path, spec, ("scales", "iterations", "detail")):
             return
+        if not isinstance(spec.get("detail", True), bool):
+            self.problem((*path, "detail"), f"must be true or false, got {show(spec['detail'])}")
         scales, shares = spec.get("scales"), spec.get("iterations")
         for key, values in (("scales", scales), ("iterations", shares)):
             if not isinstance(values, list) or not values:
