@@ -336,7 +336,8 @@ def stylize(
             runs ``share`` of the iterations at ``scale`` times ``size`` and initialises the
             next stage with its result, upsampled.
         multiscale_detail: add the content's fine detail to each upsampled result (see
-            :func:`upsample_stage`).
+            :func:`upsample_stage`); only with ``init="content"``, so that a run from noise or
+            another image never gets the content's edges it did not start from.
         precision: ``"fp32"``, or ``"bf16"``: the extractor runs under bfloat16 autocast, the
             losses and the image stay float32. On CUDA, float32 convolutions and matmuls use
             TF32 and images and weights are ``channels_last`` either way.
@@ -373,6 +374,7 @@ def stylize(
     run_ext = ext.truncated(layers) if layers and hasattr(ext, "truncated") else ext
 
     plan = stage_plan(iterations, multiscale)
+    detail = multiscale_detail and isinstance(init, str) and init == "content"
     job = JobInfo(job_name, iterations, str(dev), tuple(original.shape[-2:]),
                   dict(job_extra or {}))
     start = time.perf_counter()
@@ -380,8 +382,7 @@ def stylize(
     try:
         with fast_cuda(dev):
             image, history = _run_stages(
-                _Stages(host, job, dev, run_ext, ext, layers, terms, cache, precision,
-                        multiscale_detail),
+                _Stages(host, job, dev, run_ext, ext, layers, terms, cache, precision, detail),
                 plan, original,
                 style_images, style_scale, preserve_colour, blend,
                 lambda content, styles: _initial_image(init, content, styles, generator,
@@ -403,7 +404,7 @@ def stylize(
         "optimizer": optimizer, "optimizer_options": dict(optimizer_options or {}),
         "init": init if isinstance(init, str) else "image", "preserve_colour": preserve_colour,
         "style_blend": blend, "stages": [list(stage) for stage in plan],
-        "multiscale_detail": multiscale_detail if len(plan) > 1 else None, "precision": precision,
+        "multiscale_detail": detail if len(plan) > 1 else None, "precision": precision,
     }
     result = StyleResult(out.cpu(), history, iterations, time.perf_counter() - start, str(dev),
                          settings)

@@ -217,3 +217,10 @@ def test_bf16_autocast_runs_and_stays_close_to_fp32(pair) -> None:
     with pytest.raises(ValueError, match="precision must be one of"):
         nstkit.stylize(*pair, precision="fp16")
 
+
+
+@pytest.mark.parametrize(("init", "detail"), [("content", True), ("noise", False)])
+def test_multiscale_detail_only_for_runs_from_the_content(pair, init, detail) -> None:
+    result = nstkit.stylize(*pair, size=32, iterations=2, weights="random", init=init,
+                            multiscale=[(0.5, 1), (1.0, 1)], device="cpu")
+    assert result.settings["multiscale_detail"] is detail
