@@ -24,7 +24,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header, load_average
 
-from nstkit.engine import extract
+from nstkit.optimisation import extract
 from nstkit.extractors.vgg import VGGExtractor
 from nstkit.losses.gram import gram_matrix
 

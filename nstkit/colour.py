@@ -8,7 +8,7 @@ Implements the colour-preserving methods of Gatys et al. (2016),
 * colour histogram matching of the style image to the content image, either
   linear (:func:`match_colour_linear`) or exact per channel
   (:func:`match_colour_histogram`);
-* a chroma loss (:func:`chroma_loss`, :class:`ChromaLoss`) that penalises
+* a chroma loss (:func:`chroma_loss`; the loss term ``colour``) that penalises
   chroma drift from a target during optimisation.
 
 All images are RGB float tensors in ``[0, 1]`` of shape ``(B, 3, H, W)``.
@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import torch
 from kornia.color import rgb_to_lab, rgb_to_ycbcr, ycbcr_to_rgb
-from torch import Tensor, nn
+from torch import Tensor
 
 __all__ = [
     "CHROMA_SPACES",
-    "ChromaLoss",
     "chroma_loss",
     "luminance",
     "luminance_only_inputs",
@@ -34,7 +33,7 @@ __all__ = [
 ]
 
 CHROMA_SPACES: tuple[str, ...] = ("ycbcr", "lab")
-"""Colour spaces accepted by :func:`chroma_loss` and :class:`ChromaLoss`."""
+"""Colour spaces accepted by :func:`chroma_loss`."""
 
 
 def _check_image(image: Tensor, name: str) -> None:
@@ -266,35 +265,3 @@ def chroma_loss(image: Tensor, target: Tensor, space: str = "ycbcr") -> Tensor:
     _check_space(space)
     _check_same_shape(image, target, "image", "target")
     return (_chroma(image, space) - _chroma(target, space)).square().mean()
-
-
-class ChromaLoss(nn.Module):
-    """Module wrapper of :func:`chroma_loss`.
-
-    Args:
-        space: One of :data:`CHROMA_SPACES`.
-
-    Shape:
-        - image: :math:`(B, 3, H, W)`, values in ``[0, 1]``.
-        - target: :math:`(B, 3, H, W)`, values in ``[0, 1]``.
-        - output: :math:`()`, non-negative.
-
-    Example:
-        >>> loss = ChromaLoss("lab")
-        >>> x = torch.rand(1, 3, 8, 8)
-        >>> float(loss(x, x))
-        0.0
-    """
-
-    def __init__(self, space: str = "ycbcr") -> None:
-        super().__init__()
-        _check_space(space)
-        self.space = space
-
-    def forward(self, image: Tensor, target: Tensor) -> Tensor:
-        """Compute :func:`chroma_loss` of ``image`` against ``target``."""
-        return chroma_loss(image, target, self.space)
-
-    def extra_repr(self) -> str:
-        """Return the colour space for ``repr``."""
-        return f"space={self.space!r}"

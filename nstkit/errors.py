@@ -48,3 +48,7 @@ class RecipeError(NstkitError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = list(problems)
+
+
+class ConfigError(RecipeError, ValueError):
+    """A stylisation's configuration (keywords of :func:`nstkit.stylize`) does not validate."""

@@ -1,8 +1,19 @@
 """Every hook nstkit calls. Plugins implement them with ``@nstkit.hookimpl``.
 
 Registration hooks receive a ``register`` callback, so the host can check names, record which
-plugin registered what and report clashes on the spot. Call hooks with keyword arguments; a hook
-evolves by gaining parameters, never by renaming or losing them.
+plugin registered what and report clashes on the spot::
+
+    register(name, factory, *, description="", options=None)         # losses, optimisers
+    register(name, factory, *, description="", options=None, layers=None)   # extractors
+
+``factory`` is a callable or a ``"module:attribute"`` string imported when the component is
+first built, so registering imports nothing heavy. ``options`` is a pydantic model of the
+factory's options (subclass :class:`nstkit.config.Options`); without one, the options are read
+from the factory's signature, which imports it. ``layers`` is a :class:`nstkit.layers.LayerTable`
+of an extractor's layer names; without one they are learnt by building the extractor.
+
+Call hooks with keyword arguments; a hook evolves by gaining parameters, never by renaming or
+losing them.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ import pluggy
 
 if TYPE_CHECKING:
     import torch
+    import typer
 
     from nstkit.job import JobInfo
     from nstkit.result import StyleResult
@@ -28,14 +40,16 @@ Register = Callable[..., None]
 def register_extractors(register: Register) -> None:
     """Register feature extractors.
 
-    Called once per plugin manager, the first time an extractor is looked up.
+    Called the first time an extractor is looked up, and again after every
+    :meth:`PluginHost.add` or :meth:`PluginHost.remove` (registries are rebuilt then).
 
     Args:
         register: ``register(name, factory)``. ``factory(*, pooling="max", weights=None)``
             returns a :class:`nstkit.extractors.FeatureExtractor` (an ``nn.Module`` taking RGB
             in ``[0, 1]``, shape ``(B, 3, H, W)``, and returning a dict of named feature maps).
 
-    Returns nothing; a name registered twice raises ``ComponentClashError`` naming both plugins.
+    Returns nothing. A name two plugins register is blocked, not raised here: looking it up
+    raises ``ComponentClashError`` naming both plugins (their other components stay usable).
     """
 
 
@@ -43,14 +57,16 @@ def register_extractors(register: Register) -> None:
 def register_losses(register: Register) -> None:
     """Register loss terms.
 
-    Called once per plugin manager, the first time a loss is looked up.
+    Called the first time a loss is looked up, and again after every :meth:`PluginHost.add`
+    or :meth:`PluginHost.remove` (registries are rebuilt then).
 
     Args:
         register: ``register(name, factory)``. ``factory(*, layers=None, **options)`` returns a
             :class:`nstkit.losses.LossTerm`: ``layers`` is a mapping of extractor layer name to
             weight (or ``None`` for the term's default); the remaining options are the term's own.
 
-    Returns nothing; a name registered twice raises ``ComponentClashError`` naming both plugins.
+    Returns nothing. A name two plugins register is blocked, not raised here: looking it up
+    raises ``ComponentClashError`` naming both plugins (their other components stay usable).
     """
 
 
@@ -58,22 +74,26 @@ def register_losses(register: Register) -> None:
 def register_optimizers(register: Register) -> None:
     """Register optimisers.
 
-    Called once per plugin manager, the first time an optimiser is looked up.
+    Called the first time an optimiser is looked up, and again after every
+    :meth:`PluginHost.add` or :meth:`PluginHost.remove` (registries are rebuilt then).
 
     Args:
         register: ``register(name, factory)``. ``factory(params, **options)`` returns an object
             with ``step(closure) -> Tensor`` like ``torch.optim.Optimizer``; one ``step`` call is
             one iteration. ``params`` is a list holding the image tensor being optimised.
 
-    Returns nothing; a name registered twice raises ``ComponentClashError`` naming both plugins.
+    Returns nothing. A name two plugins register is blocked, not raised here: looking it up
+    raises ``ComponentClashError`` naming both plugins (their other components stay usable).
     """
 
 
 @hookspec
 def register_executors(register: Register) -> None:
-    """Register engines that run the jobs of ``nstkit run`` (``--engine NAME``).
+    """Register executors that run the jobs of ``nstkit run`` and ``nstkit compare``
+    (``--engine NAME``).
 
-    Called once per plugin manager, the first time an engine is looked up.
+    Called the first time an executor is looked up, and again after every
+    :meth:`PluginHost.add` or :meth:`PluginHost.remove` (registries are rebuilt then).
 
     Args:
         register: ``register(name, factory)``. ``factory(*, address=None)`` returns a
@@ -81,7 +101,23 @@ def register_executors(register: Register) -> None:
             is ``--address`` (an engine that connects nowhere raises ``NstkitError`` when given
             one). Import heavy or optional dependencies inside the factory, not at import time.
 
-    Returns nothing; a name registered twice raises ``ComponentClashError`` naming both plugins.
+    Returns nothing. A name two plugins register is blocked, not raised here: looking it up
+    raises ``ComponentClashError`` naming both plugins (their other components stay usable).
+    """
+
+
+@hookspec
+def register_commands(cli: typer.Typer) -> None:
+    """Add commands to the ``nstkit`` command line.
+
+    Called once when the command line starts (``nstkit --help`` included), so the module
+    that implements it should import only typer at the top and everything heavy (torch)
+    inside the commands.
+
+    Args:
+        cli: the ``nstkit`` :class:`typer.Typer` app: ``@cli.command()`` adds a command,
+            ``cli.add_typer(sub, name=...)`` a group. A name the core already uses is an error
+            reported for the plugin; the core command stays.
     """
 
 
@@ -123,6 +159,7 @@ HOOK_NAMES: tuple[str, ...] = (
     "register_losses",
     "register_optimizers",
     "register_executors",
+    "register_commands",
     "on_job_start",
     "on_step",
     "on_job_end",

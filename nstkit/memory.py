@@ -99,7 +99,7 @@ def estimate_memory(extractor: FeatureExtractor, layers: Sequence[str], height: 
 
     Args:
         extractor: the extractor (its weights need not be loaded: it is traced on ``meta``).
-        layers: every layer the losses read (see :func:`nstkit.engine.feature_layers`).
+        layers: every layer the losses read (see :func:`nstkit.optimisation.feature_layers`).
         height, width: the result's size in pixels (the last stage's, for multi-scale).
         batch: content images optimised together.
         styles: style images (their features are kept as targets).
@@ -146,7 +146,7 @@ def estimate_for_recipe(options: Mapping[str, Any], height: int, width: int, bat
                         host: Any = None) -> MemoryEstimate:
     """:func:`estimate_memory` for :meth:`nstkit.recipe.Recipe.stylize_options` at a result
     size of ``height x width``; the extractor is built with random weights (cheap)."""
-    from nstkit.engine import feature_layers
+    from nstkit.optimisation import feature_layers
     from nstkit.plugins import get_host
     from nstkit.stylize import LossSpec, build_terms
 

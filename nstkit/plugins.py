@@ -11,10 +11,11 @@ Environment variables:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import import_module, metadata
 from typing import Any
@@ -44,6 +45,7 @@ class PluginInfo:
     distribution: str | None = None
     version: str | None = None
     components: dict[str, list[str]] = field(default_factory=dict)
+    hooks: list[str] = field(default_factory=list)
     error: str | None = None
 
 
@@ -117,6 +119,30 @@ class PluginHost:
         self.pm.check_pending()
         self._registries.clear()
 
+    def has(self, name: str) -> bool:
+        """Whether a plugin of that name is registered."""
+        return self.pm.has_plugin(name)
+
+    def remove(self, name: str) -> None:
+        """Unregister the plugin ``name`` (nothing happens if it is not registered); the
+        registries are rebuilt on their next use."""
+        if self.pm.has_plugin(name):
+            self.pm.unregister(name=name)
+            self._registries.clear()
+
+    @contextlib.contextmanager
+    def added(self, plugin: object, name: str) -> Iterator[object]:
+        """Register ``plugin`` as ``name`` for the ``with`` block, then remove it again::
+
+            with host.added(CurveRecorder(folder), name="nstkit.compare.curves"):
+                ...
+        """
+        self.add(plugin, name=name)
+        try:
+            yield plugin
+        finally:
+            self.remove(name)
+
     def registry(self, kind: str) -> Registry:
         """The registry of ``kind`` (``"extractor"``, ``"loss"``, ``"optimizer"``,
         ``"executor"``), built once."""
@@ -170,9 +196,6 @@ class PluginHost:
         for impl in self._impls(hook_name):
             self._call(impl, hook_name, **kwargs)
 
-    def has_listeners(self, hook_name: str) -> bool:
-        return bool(self._impls(hook_name))
-
     def _impls(self, hook_name: str) -> list[Any]:
         return list(getattr(self.pm.hook, hook_name).get_hookimpls())
 
@@ -187,12 +210,29 @@ class PluginHost:
             message = f"{hook_name} raised {type(exc).__name__}: {exc}"
             raise PluginError(impl.plugin_name, message) from exc
 
+    def register_commands(self, cli: Any) -> None:
+        """Let every plugin add commands to the typer app ``cli``; a plugin whose hook raises,
+        or that reuses a command name, is reported and the rest go on."""
+        for impl in self._impls("register_commands"):
+            before = _snapshot(cli)
+            try:
+                self._call(impl, "register_commands", cli=cli)
+            except PluginError as exc:
+                self._failed(impl.plugin_name, str(exc).removeprefix(
+                    f"plugin {impl.plugin_name!r}: "))
+                continue
+            clash = _drop_clashes(cli, before)
+            if clash:
+                self._failed(impl.plugin_name, f"register_commands: command name(s) "
+                                               f"{', '.join(clash)} already taken; ignored")
+
     def info(self) -> list[PluginInfo]:
         """Every plugin with its distribution and what it registers (failed ones included)."""
         infos: dict[str, PluginInfo] = {}
-        for name, _plugin in self.pm.list_name_plugin():
+        for name, plugin in self.pm.list_name_plugin():
             dist = self.distributions.get(name, (None, None))
-            infos[name] = PluginInfo(name, *dist)
+            hooks = sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or ())
+            infos[name] = PluginInfo(name, *dist, hooks=hooks)
         for kind in _KINDS:
             for entry in self.registry(kind):
                 infos[entry.plugin].components.setdefault(kind, []).append(entry.name)
@@ -200,6 +240,35 @@ class PluginHost:
             infos.setdefault(name, PluginInfo(name, *self.distributions.get(name, (None, None))))
             infos[name].error = error
         return list(infos.values())
+
+
+def _command_name(item: Any) -> str:
+    """A typer command's or group's name as the command line shows it."""
+    name = item.name or getattr(getattr(item, "callback", None), "__name__", "") or ""
+    return name.replace("_", "-")
+
+
+def _snapshot(cli: Any) -> list[Any]:
+    return [*cli.registered_commands, *cli.registered_groups]
+
+
+def _drop_clashes(cli: Any, before: list[Any]) -> list[str]:
+    """Remove the commands or groups added since ``before`` whose names were already taken;
+    return those names."""
+    taken = {_command_name(item) for item in before}
+    clashes = []
+    for attribute in ("registered_commands", "registered_groups"):
+        kept = []
+        for item in getattr(cli, attribute):
+            new = not any(item is old for old in before)
+            if new and _command_name(item) in taken:
+                clashes.append(_command_name(item))
+                continue
+            if new:
+                taken.add(_command_name(item))
+            kept.append(item)
+        setattr(cli, attribute, kept)
+    return clashes
 
 
 _host: PluginHost | None = None

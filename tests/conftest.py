@@ -1,17 +1,29 @@
+"""Fixtures of the whole suite: devices and dtypes, an isolated plugin host, the test images,
+tiny plugins made from hook functions, and in-process ``nstkit`` commands at test speed."""
+
 from __future__ import annotations
 
+import json
 import os
+import types
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+import nstkit
 from nstkit.plugins import PluginHost, reset_host
+from nstkit.testing import sample_images
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_IMAGES = Path(os.environ.get("NSTKIT_TEST_IMAGES", ROOT.parent / "shared" / "images"))
+if TYPE_CHECKING:
+    from click.testing import Result
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+FAST_OPTIONS = ("--size", "32", "--iterations", "2", "--quiet")
 
 
 def _devices() -> list[str]:
@@ -43,11 +55,71 @@ def host() -> PluginHost:
 
 
 @pytest.fixture(scope="session")
-def tiny() -> Path:
-    """The 64x64 shared test images (``tiny/content/*.png``, ``tiny/style/*.png``)."""
-    path = SHARED_IMAGES / "tiny"
-    if not path.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"shared test images missing at {path}")
-        pytest.skip(f"shared test images not found at {path} (set NSTKIT_TEST_IMAGES)")
-    return path
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of small real test images: ``content/`` (``chelsea.png``, ``coffee.png``,
+    64 x 43) and ``style/`` (``starry_night.png``, ``starry_night_gold.png``, 64 x 50), written
+    once per session by :func:`nstkit.testing.sample_images` from the images nstkit ships.
+
+    With ``NSTKIT_TEST_IMAGES`` set, ``$NSTKIT_TEST_IMAGES/tiny`` is used instead (it must
+    hold the same file names).
+    """
+    if "NSTKIT_TEST_IMAGES" in os.environ:
+        path = Path(os.environ["NSTKIT_TEST_IMAGES"]) / "tiny"
+        if not path.is_dir():
+            pytest.fail(f"NSTKIT_TEST_IMAGES is set but {path} is not a folder")
+        return path
+    return sample_images(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def make_plugin() -> Callable[..., types.SimpleNamespace]:
+    """``make_plugin(hook_name=function, ...)``: a plugin object whose hooks are those
+    functions (each wrapped in ``nstkit.hookimpl``), ready for ``PluginHost.add``."""
+
+    def make(**hooks: Callable[..., object]) -> types.SimpleNamespace:
+        return types.SimpleNamespace(**{name: nstkit.hookimpl(fn) for name, fn in hooks.items()})
+
+    return make
+
+
+@pytest.fixture
+def fast() -> tuple[str, ...]:
+    """``nstkit run`` options for a test-speed job: 32 px, 2 iterations, quiet."""
+    return FAST_OPTIONS
+
+
+@pytest.fixture
+def invoke() -> Callable[..., Result]:
+    """``invoke(*args)``: ``nstkit ARGS`` in-process (CliRunner; arguments made strings);
+    the result has ``exit_code`` and ``output``."""
+    from nstkit.cli import app  # here, not at the top: only the tests that run it need it
+
+    runner = CliRunner()
+
+    def run(*args: object) -> Result:
+        return runner.invoke(app, [str(a) for a in args])
+
+    return run
+
+
+@pytest.fixture
+def run_tiny(tiny: Path, invoke: Callable[..., Result]) -> Callable[..., Result]:
+    """``run_tiny(out, *extra, recipe="gatys")``: ``nstkit run`` of every ``tiny`` content
+    with every ``tiny`` style (4 jobs) into ``out`` at test speed."""
+
+    def run(out: Path, *extra: object, recipe: str = "gatys") -> Result:
+        return invoke("run", recipe, "--content", tiny / "content", "--style", tiny / "style",
+                      "--out", out, *FAST_OPTIONS, *extra)
+
+    return run
+
+
+@pytest.fixture
+def records() -> Callable[[Path], list[dict]]:
+    """``records(out)``: every record of ``out/manifest.jsonl``, in order."""
+
+    def read(out: Path) -> list[dict]:
+        lines = (out / "manifest.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    return read

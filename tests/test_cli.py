@@ -42,12 +42,13 @@ def test_plugins_lists_the_builtins() -> None:
 
 def test_stylize_writes_the_image(tiny, tmp_path) -> None:
     out = tmp_path / "result.png"
-    args = ["stylize", str(tiny / "content" / "chelsea.png"), str(tiny / "style" / "shipwreck.png"),
-            "--out", str(out), "--size", "32", "--iterations", "2", "--device", "cpu", "-q"]
+    content, style = tiny / "content" / "chelsea.png", tiny / "style" / "starry_night_gold.png"
+    args = ["stylize", str(content), str(style), "--out", str(out), "--size", "32",
+            "--iterations", "2", "--device", "cpu", "-q"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert f"wrote {out} (2 iterations" in result.output
-    assert load_image(out).shape == (1, 3, 32, 32)
+    assert load_image(out).shape == (1, 3, 21, 32)  # the content's 3:2, longest side 32
 
 
 def test_stylize_reports_a_missing_file(tmp_path) -> None:
@@ -72,7 +73,7 @@ def test_demo_uses_the_bundled_samples(tmp_path) -> None:
 def test_an_image_too_small_for_the_layers_is_a_clear_job_error(tiny, tmp_path) -> None:
     wide = samples_dir() / "content" / "coffee.jpg"  # 3:2, so 16 px wide is 11 px high
     result = runner.invoke(app, ["run", "gatys", "--content", str(wide), "--style",
-                                 str(tiny / "style" / "shipwreck.png"), "--out",
+                                 str(tiny / "style" / "starry_night_gold.png"), "--out",
                                  str(tmp_path), "--size", "16", "--iterations", "1", "-q"])
     assert result.exit_code == 1
     assert "ValueError: a 11x16 px image is too small for layer 'relu5_1'" in result.output

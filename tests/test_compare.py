@@ -15,13 +15,15 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from nstkit.cli import app
-from nstkit.compare.collect import Entry, find_reusable
-from nstkit.compare.curves import read_curve
+from nstkit.compare.collect import Collector, Entry, find_reusable
+from nstkit.compare.curves import Curve, read_curve
 from nstkit.compare.results import judge_entries, make_rows
 from nstkit.compare.variants import Variant, parse_sweep, plan_variants, split_values
 from nstkit.errors import NstkitError
+from nstkit.executors import RunRequest, tell_step
+from nstkit.job import JobInfo
 from nstkit.recipe import load_recipe
-from nstkit.runner.execute import InputHashes
+from nstkit.runner.execute import InputHashes, Outcome, RunOptions, RunSummary
 from nstkit.runner.plan import Job, plan_jobs
 
 runner = CliRunner()
@@ -31,7 +33,7 @@ FILES = ("grid.png", "losses.png", "results.csv", "results.json", "report.html")
 
 def compare(tiny: Path, out: Path, *args: str, content: Path | None = None):
     argv = ["compare", *args, "--content", content or tiny / "content",
-            "--style", tiny / "style" / "great_wave.png", "--out", out, *FAST]
+            "--style", tiny / "style" / "starry_night.png", "--out", out, *FAST]
     return runner.invoke(app, [str(a) for a in argv])
 
 
@@ -84,8 +86,8 @@ def test_compare_two_recipes_writes_every_file(compared: tuple[Path, str]) -> No
     data = results(out)
     rows = data["rows"]
     assert [(r["variant"], Path(r["content"]).name) for r in rows] == [
-        ("gatys", "chelsea.png"), ("gatys", "tubingen.png"),
-        ("improved", "chelsea.png"), ("improved", "tubingen.png")]
+        ("gatys", "chelsea.png"), ("gatys", "coffee.png"),
+        ("improved", "chelsea.png"), ("improved", "coffee.png")]
     for row in rows:
         assert row["status"] == "done"
         assert row["iterations"] == 2
@@ -105,7 +107,7 @@ def test_compare_two_recipes_writes_every_file(compared: tuple[Path, str]) -> No
     # 2 pairs x (content, style, 2 recipes) cells of 48 px
     grid = Image.open(out / "grid.png")
     assert grid.width == 8 + 4 * (48 + 8)
-    curve = read_curve(out / "runs" / "gatys", "chelsea__great_wave__gatys.png")
+    curve = read_curve(out / "runs" / "gatys", "chelsea__starry_night__gatys.png")
     assert curve is not None
     assert curve.steps == [0, 1, 2]
     assert curve.losses["total"][-1] < curve.losses["total"][0]
@@ -131,11 +133,11 @@ def test_a_rerun_resumes_and_rejudges(tiny: Path, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def earlier_run(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A `nstkit run gatys` over the tiny content images and great_wave, as compare runs it."""
+    """A `nstkit run gatys` over the tiny content images and starry_night, as compare runs it."""
     earlier = tmp_path_factory.mktemp("earlier")
     run = runner.invoke(app, [str(a) for a in (
         "run", "gatys", "--content", tiny / "content", "--style", tiny / "style" /
-        "great_wave.png", "--out", earlier, "--size", "32", "--iterations", "2", "--quiet")])
+        "starry_night.png", "--out", earlier, "--size", "32", "--iterations", "2", "--quiet")])
     assert run.exit_code == 0, run.output
     return earlier
 
@@ -146,7 +148,7 @@ def test_outputs_of_nstkit_run_are_reused(tiny: Path, tmp_path: Path, earlier_ru
     assert result.exit_code == 0, result.output
     rows = results(out)["rows"]
     assert [r["reused"] for r in rows] == [True, True, False, False]
-    assert rows[0]["output"] == str(earlier_run / "chelsea__great_wave__gatys.png")
+    assert rows[0]["output"] == str(earlier_run / "chelsea__starry_night__gatys.png")
     assert rows[0]["judged_style"] > 0
     assert not (out / "runs" / "gatys").exists()
 
@@ -157,7 +159,7 @@ def test_reuse_needs_the_same_recipe(tiny: Path, earlier_run: Path, sets: list[s
                                      expected: int) -> None:
     recipe = load_recipe("gatys", ["size=32", "optimizer.iterations=2", *sets])
     variant = Variant("gatys", recipe, "gatys")
-    jobs = plan_jobs(sorted((tiny / "content").iterdir()), [tiny / "style" / "great_wave.png"],
+    jobs = plan_jobs(sorted((tiny / "content").iterdir()), [tiny / "style" / "starry_night.png"],
                      "gatys", "png")
     assert len(find_reusable(jobs, variant, [earlier_run], InputHashes())) == expected
 
@@ -269,3 +271,64 @@ def test_an_output_that_cannot_be_judged_keeps_its_row(tmp_path: Path) -> None:
     assert row["status"] == "done"
     assert row["judged_style"] is None
     assert row["error"] == "OSError: cannot identify image file"
+
+
+class RemoteLike:
+    """A fake engine that runs nothing: it tells each job's progress as the Ray engine relays
+    a remote job's (a start, then every step with the worker's seconds) and reports it done."""
+
+    def __init__(self) -> None:
+        self.requests: list[RunRequest] = []
+
+    def run(self, request: RunRequest) -> RunSummary:
+        self.requests.append(request)
+        summary = RunSummary()
+        for job in request.jobs:
+            info = JobInfo(job.output, 2, "cuda:0", (32, 21), {"outputs": [job.output]})
+            request.progress.job_started(info)
+            for step, seconds in ((1, 0.5), (2, 0.75)):
+                tell_step(request.progress, info, step, {"total": 4.0 - step}, seconds)
+            outcome = Outcome(job, "done", 1.0, losses={"total": 1.5})
+            summary.outcomes.append(outcome)
+            request.report(outcome)
+        return summary
+
+
+class Steps:
+    """A progress sink like the display: the steps it is told."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[str, int]] = []
+
+    def job_started(self, job: JobInfo) -> None:
+        self.steps.append((job.name, 0))
+
+    def job_step(self, job: JobInfo, step: int, losses) -> None:
+        self.steps.append((job.name, step))
+
+
+def test_the_collector_runs_through_the_executor_it_is_given(tiny: Path, tmp_path: Path,
+                                                             host) -> None:
+    recipe = load_recipe("gatys", ["size=32", "optimizer.iterations=2"])
+    variant = Variant("gatys", recipe, "gatys")
+    engine, display, reported = RemoteLike(), Steps(), []
+    collector = Collector(tmp_path, RunOptions(tmp_path, "cpu", batch_size=2), host,
+                          lambda v, o: reported.append((v.label, o.job.output, o.status)),
+                          executor=engine, progress=display)
+    jobs = collector.plan(variant, [tiny / "content" / "chelsea.png"],
+                          sorted((tiny / "style").iterdir()))
+    summary = collector.run(variant, jobs)
+    [request] = engine.requests
+    assert request.jobs == jobs
+    assert request.recipe is recipe
+    assert request.host is host
+    assert (request.options.out, request.options.device, request.options.batch_size) == (
+        tmp_path / "runs" / "gatys", "cpu", 2)
+    assert summary.count("done") == 2
+    assert reported == [("gatys", job.output, "done") for job in jobs]
+    assert display.steps == [(job.output, step) for job in jobs for step in (0, 1, 2)]
+    for job in jobs:  # the curves come from the relayed steps and the outcome
+        curve = read_curve(tmp_path / "runs" / "gatys", job.output)
+        assert curve == Curve([0, 1, 2], [0.0, 0.5, 0.75], {"total": [3.0, 2.0, 1.5]})
+    assert not list((tmp_path / "runs" / "gatys").glob("*.png"))  # nothing ran here
+    assert not host.has("nstkit.compare.curves.gatys")

@@ -27,7 +27,7 @@ def installed_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
 def _run(tiny: Path, out: Path, recipe: str, *extra: str) -> dict:
     result = runner.invoke(app, ["run", recipe, "--content", str(tiny / "content" /
                                                                   "chelsea.png"),
-                                 "--style", str(tiny / "style" / "great_wave.png"),
+                                 "--style", str(tiny / "style" / "starry_night.png"),
                                  "--out", str(out), "--size", "48", "-q", *extra])
     assert result.exit_code == 0, result.output
     [line] = (out / "manifest.jsonl").read_text().splitlines()

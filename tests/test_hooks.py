@@ -16,10 +16,6 @@ from nstkit.plugins import PluginHost
 from nstkit.testing import TinyExtractor, make_host, stylize_tiny, tiny_images
 
 
-def _plugin(**hooks) -> types.SimpleNamespace:
-    return types.SimpleNamespace(**{name: nstkit.hookimpl(fn) for name, fn in hooks.items()})
-
-
 def _stylize(host: PluginHost, **options) -> nstkit.StyleResult:
     options.setdefault("losses", [{"name": "content"}, {"name": "tv"}])
     return stylize_tiny(host, size=16, **options)
@@ -36,7 +32,7 @@ class Darkness(LossTerm):
         return image.mean() ** self.power
 
 
-def test_hook_register_extractors() -> None:
+def test_hook_register_extractors(make_plugin) -> None:
     calls: list[dict] = []
 
     def factory(*, pooling: str = "max", weights: str | None = None) -> TinyExtractor:
@@ -49,7 +45,7 @@ def test_hook_register_extractors() -> None:
         registered.append(1)
         register("tiny", factory, description="a tiny stand-in")
 
-    host = make_host(_plugin(register_extractors=register_extractors))
+    host = make_host(make_plugin(register_extractors=register_extractors))
     assert registered == []  # lazily: not when the plugin is registered
     assert host.extractors.entry("tiny").description == "a tiny stand-in"
     assert host.extractors.names() == ["tiny", "vgg16", "vgg19"]
@@ -60,14 +56,14 @@ def test_hook_register_extractors() -> None:
     assert registered == [1]
 
 
-def test_hook_register_losses() -> None:
+def test_hook_register_losses(make_plugin) -> None:
     registered: list[int] = []
 
     def register_losses(register):
         registered.append(1)
         register("darkness", Darkness)
 
-    host = make_host(_plugin(register_losses=register_losses))
+    host = make_host(make_plugin(register_losses=register_losses))
     assert registered == []
     assert host.losses.entry("darkness").factory is Darkness
     host.losses.entry("gram")  # a second lookup does not call the hook again
@@ -79,7 +75,7 @@ def test_hook_register_losses() -> None:
     assert history[-1] < 0.5 * history[0]
 
 
-def test_hook_register_optimizers() -> None:
+def test_hook_register_optimizers(make_plugin) -> None:
     seen: list = []
 
     class Recording(torch.optim.SGD):
@@ -92,14 +88,15 @@ def test_hook_register_optimizers() -> None:
         seen.append((len(params), tuple(params[0].shape), params[0].requires_grad, lr))
         return Recording(params, lr=lr)
 
-    host = make_host(_plugin(register_optimizers=lambda register: register("rec", factory)))
+    host = make_host(make_plugin(register_optimizers=lambda register: register("rec", factory)))
     assert host.optimizers.names() == ["adam", "lbfgs", "rec", "sgd"]
     _stylize(host, iterations=3, optimizer="rec", optimizer_options={"lr": 0.5})
     assert seen == [(1, (1, 3, 16, 16), True, 0.5), "step", "step", "step"]
 
 
-def _recorder(events: list) -> types.SimpleNamespace:
-    return _plugin(
+def _recorder(make_plugin, events: list) -> types.SimpleNamespace:
+    """A plugin appending every lifecycle hook call to ``events``."""
+    return make_plugin(
         on_job_start=lambda job: events.append(("start", job)),
         on_step=lambda job, step, losses, image: events.append(("step", step, dict(losses),
                                                                 image.clone(), image)),
@@ -107,9 +104,9 @@ def _recorder(events: list) -> types.SimpleNamespace:
     )
 
 
-def test_hook_on_job_start() -> None:
+def test_hook_on_job_start(make_plugin) -> None:
     events: list = []
-    host = make_host(_recorder(events))
+    host = make_host(_recorder(make_plugin, events))
     _stylize(host, iterations=2, job_name="cat", job_extra={"recipe": "test"})
     kinds = [event[0] for event in events]
     assert kinds == ["start", "step", "step", "end"]  # once, before the first step
@@ -119,9 +116,9 @@ def test_hook_on_job_start() -> None:
     assert job.extra == {"recipe": "test"}
 
 
-def test_hook_on_step() -> None:
+def test_hook_on_step(make_plugin) -> None:
     events: list = []
-    host = make_host(_recorder(events))
+    host = make_host(_recorder(make_plugin, events))
     result = _stylize(host, iterations=3, optimizer="adam")
     steps = [event for event in events if event[0] == "step"]
     assert [event[1] for event in steps] == [1, 2, 3]
@@ -137,9 +134,9 @@ def test_hook_on_step() -> None:
     assert not torch.equal(steps[0][3], steps[-1][3])  # the image changes from step to step
 
 
-def test_hook_on_step_with_a_subset_of_the_arguments() -> None:
+def test_hook_on_step_with_a_subset_of_the_arguments(make_plugin) -> None:
     steps: list[int] = []
-    host = make_host(_plugin(on_step=lambda step: steps.append(step)))
+    host = make_host(make_plugin(on_step=lambda step: steps.append(step)))
     _stylize(host, iterations=2)
     assert steps == [1, 2]
 
@@ -154,10 +151,10 @@ class Exploding(Darkness):
         return super().forward(image, features) * (float("nan") if self.calls > 1 else 1.0)
 
 
-def test_hook_on_job_end() -> None:
+def test_hook_on_job_end(make_plugin) -> None:
     events: list = []
-    host = make_host(_recorder(events),
-                     _plugin(register_losses=lambda register: register("exploding", Exploding)))
+    host = make_host(_recorder(make_plugin, events),
+                     make_plugin(register_losses=lambda register: register("exploding", Exploding)))
     result = _stylize(host, iterations=1)
     assert events[-1] == ("end", events[0][1], result, None)  # success: the result, no error
 

@@ -101,7 +101,7 @@ def test_judge_caches_style_grams_by_key():
 
 @pytest.mark.slow
 def test_vgg_judge_on_real_images(tiny):
-    content, style = tiny / "content" / "tubingen.png", tiny / "style" / "great_wave.png"
+    content, style = tiny / "content" / "coffee.png", tiny / "style" / "starry_night.png"
     judge = Judge(size=64)
     assert judge(content, content, style).content == 0.0
     itself = judge(style, content, style)

@@ -7,13 +7,13 @@ exception in a hook named, the clash message, a non-scalar loss rejected).
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from importlib import metadata
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
-import nstkit
 from nstkit.cli import app
 from nstkit.errors import LossError, PluginError
 from nstkit.losses import LossTerm, TVLoss
@@ -21,10 +21,6 @@ from nstkit.plugins import PluginHost
 from nstkit.testing import make_host, stylize_tiny
 
 runner = CliRunner()
-
-
-def _plugin(**hooks) -> types.SimpleNamespace:
-    return types.SimpleNamespace(**{name: nstkit.hookimpl(fn) for name, fn in hooks.items()})
 
 
 class _EntryPoint:
@@ -43,16 +39,18 @@ def _install(monkeypatch: pytest.MonkeyPatch, **plugins) -> None:
     monkeypatch.delenv("NSTKIT_DISABLE_PLUGIN_AUTOLOAD", raising=False)
 
 
-def _good():
-    return _plugin(register_losses=lambda register: register("fine", TVLoss))
+@pytest.fixture
+def good(make_plugin) -> Callable[[], object]:
+    """The loader of a plugin registering the loss ``fine``."""
+    return lambda: make_plugin(register_losses=lambda register: register("fine", TVLoss))
 
 
 def _broken_import():
     raise ImportError("No module named 'torch_nonexistent'")
 
 
-def test_nstkit_plugins_lists_the_others_when_one_fails_to_import(monkeypatch) -> None:
-    _install(monkeypatch, good=_good, bad=_broken_import)
+def test_nstkit_plugins_lists_the_others_when_one_fails_to_import(monkeypatch, good) -> None:
+    _install(monkeypatch, good=good, bad=_broken_import)
     with pytest.warns(RuntimeWarning, match="'bad' failed to load"):
         result = runner.invoke(app, ["plugins"])
     assert result.exit_code == 0
@@ -61,8 +59,8 @@ def test_nstkit_plugins_lists_the_others_when_one_fails_to_import(monkeypatch) -
         assert text in result.output, text
 
 
-def test_trace_hooks_prints_every_hook_call_per_plugin(monkeypatch, capsys) -> None:
-    host = make_host(_plugin(register_losses=lambda register: register("fine", TVLoss)))
+def test_trace_hooks_prints_every_hook_call_per_plugin(monkeypatch, capsys, make_plugin) -> None:
+    host = make_host(make_plugin(register_losses=lambda register: register("fine", TVLoss)))
     monkeypatch.setenv("NSTKIT_TRACE_HOOKS", "1")
     host.losses  # noqa: B018
     lines = capsys.readouterr().err.splitlines()
@@ -74,8 +72,8 @@ def test_trace_hooks_prints_every_hook_call_per_plugin(monkeypatch, capsys) -> N
     assert capsys.readouterr().err == ""
 
 
-def test_a_loss_factory_returning_something_else_names_the_plugin() -> None:
-    host = make_host(_plugin(register_losses=lambda register: register(
+def test_a_loss_factory_returning_something_else_names_the_plugin(make_plugin) -> None:
+    host = make_host(make_plugin(register_losses=lambda register: register(
         "identity", lambda layers=None: torch.nn.Identity())))
     name = host.losses.entry("identity").plugin
     with pytest.raises(PluginError, match=f"plugin '{name}': loss 'identity' factory returned "
@@ -91,23 +89,26 @@ class _Vector(LossTerm):
         return torch.stack([image.mean(), image.std()])
 
 
-def test_a_non_scalar_loss_names_the_plugin() -> None:
+def test_a_non_scalar_loss_names_the_plugin(make_plugin) -> None:
     host = PluginHost(autoload=False)
-    host.add(_plugin(register_losses=lambda register: register("vector", _Vector)),
+    host.add(make_plugin(register_losses=lambda register: register("vector", _Vector)),
              name="nstkit-vector")
     with pytest.raises(LossError, match="must return a scalar") as info:
         stylize_tiny(host, losses=[{"name": "vector"}])
     assert "nstkit-vector" in str(info.value)
 
 
-def _raising_register():
+@pytest.fixture
+def raising_register(make_plugin) -> Callable[[], object]:
+    """The loader of a plugin whose ``register_losses`` raises."""
     def register_losses(register):
         raise RuntimeError("boom")
-    return _plugin(register_losses=register_losses)
+    return lambda: make_plugin(register_losses=register_losses)
 
 
-def test_a_plugin_raising_in_a_register_hook_leaves_the_others_working(monkeypatch) -> None:
-    _install(monkeypatch, good=_good, bad=_raising_register)
+def test_a_plugin_raising_in_a_register_hook_leaves_the_others_working(
+        monkeypatch, good, raising_register) -> None:
+    _install(monkeypatch, good=good, bad=raising_register)
     host = PluginHost()
     with pytest.warns(RuntimeWarning, match="'bad' failed: register_losses raised"):
         assert {"fine", "gram", "content"} <= set(host.losses.names())
@@ -115,12 +116,14 @@ def test_a_plugin_raising_in_a_register_hook_leaves_the_others_working(monkeypat
     assert "register_losses raised RuntimeError: boom" in (info["bad"].error or "")
 
 
-def _copycat():
-    return _plugin(register_losses=lambda register: register("gram", TVLoss))
+@pytest.fixture
+def copycat(make_plugin) -> Callable[[], object]:
+    """The loader of a plugin registering a second loss ``gram``."""
+    return lambda: make_plugin(register_losses=lambda register: register("gram", TVLoss))
 
 
-def test_nstkit_plugins_lists_the_others_when_two_plugins_clash(monkeypatch) -> None:
-    _install(monkeypatch, good=_good, copycat=_copycat)
+def test_nstkit_plugins_lists_the_others_when_two_plugins_clash(monkeypatch, good, copycat) -> None:
+    _install(monkeypatch, good=good, copycat=copycat)
     with pytest.warns(RuntimeWarning, match="'copycat' failed: loss 'gram' is registered by"):
         result = runner.invoke(app, ["plugins"])
     assert result.exit_code == 0
@@ -129,12 +132,15 @@ def test_nstkit_plugins_lists_the_others_when_two_plugins_clash(monkeypatch) -> 
         assert text in result.output, text
 
 
-def _misspelled():
-    return _plugin(register_loss=lambda register: register("typo", TVLoss))
+@pytest.fixture
+def misspelled(make_plugin) -> Callable[[], object]:
+    """The loader of a plugin implementing ``register_loss``, a hook that does not exist."""
+    return lambda: make_plugin(register_loss=lambda register: register("typo", TVLoss))
 
 
-def test_an_installed_plugin_with_an_unknown_hook_is_reported_not_fatal(monkeypatch) -> None:
-    _install(monkeypatch, good=_good, typo=_misspelled)
+def test_an_installed_plugin_with_an_unknown_hook_is_reported_not_fatal(
+        monkeypatch, good, misspelled) -> None:
+    _install(monkeypatch, good=good, typo=misspelled)
     with pytest.warns(RuntimeWarning, match="typo"):
         host = PluginHost()
     assert "fine" in host.losses

@@ -27,10 +27,6 @@ class MeanBrightness(LossTerm):
         return (image.mean() - self.target) ** 2
 
 
-def _plugin(**hooks) -> types.SimpleNamespace:
-    return types.SimpleNamespace(**{name: nstkit.hookimpl(fn) for name, fn in hooks.items()})
-
-
 def test_builtins_are_registered_through_the_hooks(host: PluginHost) -> None:
     assert host.extractors.names() == ["vgg16", "vgg19"]
     assert host.losses.names() == ["colour", "content", "gram", "shifted_gram", "tv"]
@@ -38,11 +34,11 @@ def test_builtins_are_registered_through_the_hooks(host: PluginHost) -> None:
     assert host.losses.entry("gram").plugin == "nstkit.default_plugins.losses"
 
 
-def test_a_plugin_loss_is_usable_by_name(host: PluginHost) -> None:
+def test_a_plugin_loss_is_usable_by_name(host: PluginHost, make_plugin) -> None:
     def register_losses(register):
         register("brightness", MeanBrightness)
 
-    host.add(_plugin(register_losses=register_losses), name="nstkit-brightness")
+    host.add(make_plugin(register_losses=register_losses), name="nstkit-brightness")
     assert host.losses.entry("brightness").plugin == "nstkit-brightness"
     result = nstkit.stylize(
         torch.full((1, 3, 8, 8), 0.9), torch.rand(1, 3, 8, 8), size=None, iterations=100,
@@ -53,11 +49,11 @@ def test_a_plugin_loss_is_usable_by_name(host: PluginHost) -> None:
     assert result.image.mean().item() == pytest.approx(0.2, abs=0.05)
 
 
-def test_a_name_clash_names_both_plugins(host: PluginHost) -> None:
+def test_a_name_clash_names_both_plugins(host: PluginHost, make_plugin) -> None:
     def register_losses(register):
         register("gram", MeanBrightness)
 
-    host.add(_plugin(register_losses=register_losses), name="nstkit-copycat")
+    host.add(make_plugin(register_losses=register_losses), name="nstkit-copycat")
     message = ("loss 'gram' is registered by both 'nstkit.default_plugins.losses' and "
                "'nstkit-copycat'; uninstall or block one of them "
                "(NSTKIT_BLOCK_PLUGINS=nstkit-copycat)")
@@ -82,11 +78,11 @@ def test_an_unknown_name_lists_the_available_ones(host: PluginHost) -> None:
                        optimizer="bfgs", losses=[{"name": "tv"}], host=host, device="cpu")
 
 
-def test_an_exception_inside_a_plugin_names_the_plugin(host: PluginHost) -> None:
+def test_an_exception_inside_a_plugin_names_the_plugin(host: PluginHost, make_plugin) -> None:
     def register_optimizers(register):
         raise RuntimeError("boom")
 
-    host.add(_plugin(register_optimizers=register_optimizers), name="nstkit-broken")
+    host.add(make_plugin(register_optimizers=register_optimizers), name="nstkit-broken")
     with pytest.warns(RuntimeWarning, match="'nstkit-broken' failed: register_optimizers raised"):
         optimizers = host.optimizers
     assert optimizers.names() == ["adam", "lbfgs", "sgd"]  # the others keep working
@@ -95,9 +91,9 @@ def test_an_exception_inside_a_plugin_names_the_plugin(host: PluginHost) -> None
         optimizers.entry("broken-one")
 
 
-def test_lifecycle_hooks_see_every_step(host: PluginHost) -> None:
+def test_lifecycle_hooks_see_every_step(host: PluginHost, make_plugin) -> None:
     events: list[tuple] = []
-    plugin = _plugin(
+    plugin = make_plugin(
         on_job_start=lambda job: events.append(("start", job.iterations, job.size)),
         on_step=lambda job, step, losses: events.append(("step", step, sorted(losses))),
         on_job_end=lambda job, result, error: events.append(("end", result.iterations, error)),
@@ -110,22 +106,22 @@ def test_lifecycle_hooks_see_every_step(host: PluginHost) -> None:
                       ("end", 3, None)]
 
 
-def test_a_failing_lifecycle_hook_names_the_plugin(host: PluginHost) -> None:
+def test_a_failing_lifecycle_hook_names_the_plugin(host: PluginHost, make_plugin) -> None:
     def on_step(job, step):
         raise ValueError("disk full")
 
-    host.add(_plugin(on_step=on_step), name="nstkit-logger")
+    host.add(make_plugin(on_step=on_step), name="nstkit-logger")
     with pytest.raises(PluginError, match="plugin 'nstkit-logger': on_step raised ValueError"):
         nstkit.stylize(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8), iterations=2,
                        losses=[{"name": "tv"}], host=host, device="cpu")
 
 
-def test_a_loss_that_is_not_a_scalar_is_reported(host: PluginHost) -> None:
+def test_a_loss_that_is_not_a_scalar_is_reported(host: PluginHost, make_plugin) -> None:
     class Vector(MeanBrightness):
         def forward(self, image, features):
             return image.mean(dim=(1, 2, 3))
 
-    host.add(_plugin(register_losses=lambda register: register("vector", Vector)), name="vec")
+    host.add(make_plugin(register_losses=lambda register: register("vector", Vector)), name="vec")
     with pytest.raises(nstkit.errors.LossError,
                        match=r"'vector' \(plugin 'vec'\) must return a scalar"):
         nstkit.stylize(torch.rand(2, 3, 8, 8), torch.rand(1, 3, 8, 8), iterations=1,
@@ -145,8 +141,8 @@ def _fake_entry_points(monkeypatch: pytest.MonkeyPatch, *eps: _EntryPoint) -> No
     monkeypatch.setattr(metadata, "entry_points", lambda group: list(eps))
 
 
-def test_entry_point_plugins_load_and_broken_ones_are_reported(monkeypatch) -> None:
-    good = _plugin(register_losses=lambda register: register("brightness", MeanBrightness))
+def test_entry_point_plugins_load_and_broken_ones_are_reported(monkeypatch, make_plugin) -> None:
+    good = make_plugin(register_losses=lambda register: register("brightness", MeanBrightness))
 
     def broken():
         raise ImportError("No module named 'missing_dependency'")
@@ -164,13 +160,13 @@ def test_entry_point_plugins_load_and_broken_ones_are_reported(monkeypatch) -> N
         host.losses.entry("nope")
 
 
-def test_environment_allow_and_block_lists(monkeypatch) -> None:
+def test_environment_allow_and_block_lists(monkeypatch, make_plugin) -> None:
     loaded: list[str] = []
 
     def make(name):
         def load():
             loaded.append(name)
-            return _plugin(register_losses=lambda register: register(name, MeanBrightness))
+            return make_plugin(register_losses=lambda register: register(name, MeanBrightness))
         return load
 
     _fake_entry_points(monkeypatch, *(_EntryPoint(n, make(n)) for n in ("a", "b", "c")))

@@ -19,7 +19,6 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install nstkit[ray])")
 
-from test_run import FAST, invoke, records  # noqa: E402
 
 from nstkit.executors import RunRequest  # noqa: E402
 from nstkit.executors.ray import RayExecutor  # noqa: E402
@@ -125,7 +124,7 @@ def _starts(path: Path) -> list[str]:
 
 
 def test_every_job_runs_once_one_actor_per_gpu_and_a_rerun_skips_all(
-        ray_cluster, tiny: Path, tmp_path: Path) -> None:
+        ray_cluster, tiny: Path, tmp_path: Path, records) -> None:
     out, starts, display = tmp_path / "out", tmp_path / "starts.txt", Display()
     jobs, todo, summary = _run(tiny / "content", tiny / "style", out, display,
                                plugins=[CountStarts(starts)])
@@ -149,9 +148,9 @@ def test_every_job_runs_once_one_actor_per_gpu_and_a_rerun_skips_all(
 
 
 def test_a_crashed_worker_is_restarted_and_its_job_retried(
-        ray_cluster, tiny: Path, tmp_path: Path) -> None:
+        ray_cluster, tiny: Path, tmp_path: Path, records) -> None:
     out, starts = tmp_path / "out", tmp_path / "starts.txt"
-    victim = "chelsea__great_wave__gatys.png"
+    victim = "chelsea__starry_night__gatys.png"
     _, _, summary = _run(tiny / "content", tiny / "style", out, actors=1,
                          plugins=[CountStarts(starts), CrashOnce(tmp_path / "crashed", victim)])
     assert (tmp_path / "crashed").exists()  # the crash did happen
@@ -164,22 +163,22 @@ def test_a_crashed_worker_is_restarted_and_its_job_retried(
 
 
 def test_transient_errors_are_retried_boundedly_and_permanent_ones_recorded_once(
-        ray_cluster, tiny: Path, tmp_path: Path) -> None:
+        ray_cluster, tiny: Path, tmp_path: Path, records) -> None:
     content = tmp_path / "content"
     content.mkdir()
-    for name in ("chelsea.png", "tubingen.png"):
+    for name in ("chelsea.png", "coffee.png"):
         shutil.copy(tiny / "content" / name, content)
     (content / "broken.png").write_bytes(b"not an image")
     out, starts = tmp_path / "out", tmp_path / "starts.txt"
-    flaky, hopeless = "chelsea__great_wave__gatys.png", "tubingen__great_wave__gatys.png"
-    _, _, summary = _run(content, tiny / "style" / "great_wave.png", out, actors=1,
+    flaky, hopeless = "chelsea__starry_night__gatys.png", "coffee__starry_night__gatys.png"
+    _, _, summary = _run(content, tiny / "style" / "starry_night.png", out, actors=1,
                          max_retries=2, plugins=[CountStarts(starts),
                                                  FlakyDisk(tmp_path / "flaky", flaky, 2),
                                                  FlakyDisk(tmp_path / "hopeless", hopeless, 9)])
     assert summary.exit_code == 1
     found = {r["output"]: r for r in records(out)}
     assert len(records(out)) == 3  # one record each: failed attempts that are retried leave none
-    broken = found["broken__great_wave__gatys.png"]
+    broken = found["broken__starry_night__gatys.png"]
     assert broken["status"] == "failed"
     assert "UnidentifiedImageError" in broken["error"]
     assert broken["worker"]["attempt"] == 0  # permanent: not retried
@@ -193,10 +192,10 @@ def test_transient_errors_are_retried_boundedly_and_permanent_ones_recorded_once
 
 
 def test_cli_engine_ray_uses_the_running_session(ray_cluster, tiny: Path,
-                                                 tmp_path: Path) -> None:
+                                                 tmp_path: Path, invoke, records, fast) -> None:
     out = tmp_path / "out"
     args = ["run", "gatys", "--content", tiny / "content", "--style", tiny / "style" /
-            "shipwreck.png", "--out", out, *FAST, "--engine", "ray",
+            "starry_night_gold.png", "--out", out, *fast, "--engine", "ray",
             *(a for s in RECIPE[2:] for a in ("--set", s))]
     result = invoke(*args)
     assert result.exit_code == 0, result.output
@@ -205,6 +204,54 @@ def test_cli_engine_ray_uses_the_running_session(ray_cluster, tiny: Path,
     again = invoke(*args)
     assert again.exit_code == 0
     assert "2 job(s) already done" in again.output
+
+
+def test_compare_through_ray_matches_the_local_engine(ray_cluster, tiny: Path, tmp_path: Path,
+                                                     invoke, records) -> None:
+    """``compare --engine ray`` makes the outputs, records and loss curves the local engine
+    makes (the original VGG19 weights: the same in every process, unlike random ones)."""
+    from PIL import Image
+
+    from nstkit.compare.curves import read_curve
+
+    def compare(out: Path, *engine: str):
+        return invoke("compare", "gatys", "--sweep", "seed=1,2", "--content",
+                      tiny / "content" / "chelsea.png", "--style",
+                      tiny / "style" / "starry_night.png", "--out", out, "--size", "32",
+                      "--iterations", "2", "--judge-size", "32", "--thumb", "48", "--quiet",
+                      *engine)
+
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    assert compare(local).exit_code == 0
+    result = compare(remote, "--engine", "ray")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads((out / "results.json").read_text())["rows"] for out in (local, remote)]
+    assert [(r["variant"], r["status"]) for r in rows[1]] == [
+        (r["variant"], r["status"]) for r in rows[0]] == [("gatys seed=1", "done"),
+                                                           ("gatys seed=2", "done")]
+    for folder in ("gatys_seed=1", "gatys_seed=2"):
+        [mine], [theirs] = records(local / "runs" / folder), records(remote / "runs" / folder)
+        assert theirs["worker"]["engine"] == "ray"
+        assert list(mine) == [key for key in theirs if key != "worker"]
+        for key in ("output", "status", "content", "style", "recipe_hash", "recipe_data",
+                    "seed", "device", "iterations", "size", "batch_size", "error"):
+            assert theirs[key] == mine[key], key
+        assert theirs["losses"] == pytest.approx(mine["losses"], rel=1e-3)
+        output = mine["output"]
+        pixels = [Image.open(out / "runs" / folder / output).convert("RGB")
+                  for out in (local, remote)]
+        diff = [abs(a - b) for a, b in zip(pixels[0].tobytes(), pixels[1].tobytes(),
+                                           strict=True)]
+        assert max(diff) <= 2  # thread counts differ: float sums in another order
+        curves = [read_curve(out / "runs" / folder, output) for out in (local, remote)]
+        assert curves[1] is not None
+        assert curves[1].steps == curves[0].steps == [0, 1, 2]
+        assert curves[1].losses.keys() == curves[0].losses.keys()
+        for term, values in curves[0].losses.items():
+            assert curves[1].losses[term] == pytest.approx(values, rel=1e-3)
+        assert curves[1].seconds[0] == 0
+        assert curves[1].seconds == sorted(curves[1].seconds)
+        assert curves[1].seconds[-1] > 0
 
 
 @pytest.fixture
@@ -237,11 +284,11 @@ def ray_head():
 
 
 def test_cli_against_ray_start_head_with_address_auto(ray_head, tiny: Path,
-                                                      tmp_path: Path) -> None:
+                                                      tmp_path: Path, records, fast) -> None:
     out = tmp_path / "out"
     command = [sys.executable, "-m", "nstkit", "run", "gatys", "--content",
                str(tiny / "content" / "chelsea.png"), "--style", str(tiny / "style"), "--out",
-               str(out), *FAST, "--engine", "ray", "--address", "auto",
+               str(out), *fast, "--engine", "ray", "--address", "auto",
                *(a for s in RECIPE[2:] for a in ("--set", s))]
     env = {**ray_head, "NSTKIT_DISABLE_PLUGIN_AUTOLOAD": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)

@@ -12,7 +12,7 @@ from nstkit.hookspecs import hookimpl
 from nstkit.losses import ContentLoss
 from nstkit.plugins import PluginHost
 from nstkit.recipe import builtin_recipes, load_recipe
-from nstkit.recipe.layers import resolve_layer_spec
+from nstkit.layers import resolve_layer_spec
 from nstkit.recipe.loader import apply_set, parse_set
 from nstkit.stylize import stage_plan
 
@@ -289,7 +289,7 @@ def test_fast_recipe_is_gatys_coarse_to_fine_and_lowers_the_gatys_loss(tiny) -> 
     assert fast["multiscale"] == [(0.25, 100), (0.5, 50), (1.0, 80)]
     assert fast["multiscale_detail"] is True
     assert fast["optimizer_options"] == {"line_search": None}
-    content, style = tiny / "content" / "tubingen.png", tiny / "style" / "great_wave.png"
+    content, style = tiny / "content" / "coffee.png", tiny / "style" / "starry_night.png"
     result = nstkit.stylize(content, style, device="cpu", **{**fast, "iterations": 23})
     assert result.settings["stages"] == [[0.25, 10], [0.5, 5], [1.0, 8]]
 

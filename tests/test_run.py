@@ -10,9 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from nstkit.cli import app
 from nstkit.hookspecs import hookimpl
 from nstkit.image import load_image
 from nstkit.plugins import get_host, reset_host
@@ -20,30 +18,14 @@ from nstkit.recipe import builtin_recipes, load_recipe
 from nstkit.runner.manifest import file_sha256, latest_records
 from nstkit.runner.plan import Job, plan_jobs, select_shard
 
-runner = CliRunner()
-FAST = ["--size", "32", "--iterations", "2", "--quiet"]
 
-
-def invoke(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def run_tiny(tiny: Path, out: Path, *extra: str, recipe: str = "gatys"):
-    return invoke("run", recipe, "--content", tiny / "content", "--style", tiny / "style",
-                  "--out", out, *FAST, *extra)
-
-
-def records(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-
-
-def test_run_stylises_every_pair_and_records_it(tiny: Path, tmp_path: Path) -> None:
+def test_run_stylises_every_pair_and_records_it(tmp_path: Path, records, run_tiny) -> None:
     out = tmp_path / "out"
-    result = run_tiny(tiny, out)
+    result = run_tiny(out)
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in out.glob("*.png"))
-    assert names == ["chelsea__great_wave__gatys.png", "chelsea__shipwreck__gatys.png",
-                     "tubingen__great_wave__gatys.png", "tubingen__shipwreck__gatys.png"]
+    assert names == ["chelsea__starry_night__gatys.png", "chelsea__starry_night_gold__gatys.png",
+                     "coffee__starry_night__gatys.png", "coffee__starry_night_gold__gatys.png"]
     found = records(out)
     assert [r["status"] for r in found] == ["done"] * 4
     first = found[0]
@@ -59,108 +41,110 @@ def test_run_stylises_every_pair_and_records_it(tiny: Path, tmp_path: Path) -> N
     assert json.loads((out / "summary.json").read_text())["done"] == 4
 
 
-def test_rerun_resumes_and_overwrite_redoes(tiny: Path, tmp_path: Path) -> None:
+def test_rerun_resumes_and_overwrite_redoes(tmp_path: Path, records, run_tiny) -> None:
     out = tmp_path / "out"
-    assert run_tiny(tiny, out).exit_code == 0
-    again = run_tiny(tiny, out)
+    assert run_tiny(out).exit_code == 0
+    again = run_tiny(out)
     assert again.exit_code == 0
     assert "4 job(s) already done" in again.output
     assert len(records(out)) == 4  # no new work
-    (out / "chelsea__shipwreck__gatys.png").write_bytes(b"tampered")
-    assert run_tiny(tiny, out).exit_code == 0
+    (out / "chelsea__starry_night_gold__gatys.png").write_bytes(b"tampered")
+    assert run_tiny(out).exit_code == 0
     assert len(records(out)) == 5  # only the damaged output was redone
-    assert load_image(out / "chelsea__shipwreck__gatys.png").shape[-1] == 32
-    assert run_tiny(tiny, out, "--overwrite").exit_code == 0
+    assert load_image(out / "chelsea__starry_night_gold__gatys.png").shape[-1] == 32
+    assert run_tiny(out, "--overwrite").exit_code == 0
     assert len(records(out)) == 9
 
 
-def test_a_changed_recipe_is_not_mistaken_for_done(tiny: Path, tmp_path: Path) -> None:
+def test_a_changed_recipe_is_not_mistaken_for_done(tmp_path: Path, records, run_tiny) -> None:
     out = tmp_path / "out"
-    assert run_tiny(tiny, out).exit_code == 0
-    assert run_tiny(tiny, out, "--set", "losses.1.weight=0.002").exit_code == 0
+    assert run_tiny(out).exit_code == 0
+    assert run_tiny(out, "--set", "losses.1.weight=0.002").exit_code == 0
     assert len(records(out)) == 8
-    assert run_tiny(tiny, out, "--set", "losses.1.weight=0.002", "--save-every", "1",
+    assert run_tiny(out, "--set", "losses.1.weight=0.002", "--save-every", "1",
                     ).exit_code == 0  # intermediate images do not change the result
     assert len(records(out)) == 8
 
 
-def test_an_edited_input_is_redone(tiny: Path, tmp_path: Path) -> None:
+def test_an_edited_input_is_redone(tiny: Path, tmp_path: Path, invoke, records, fast) -> None:
     content = tmp_path / "content"
     shutil.copytree(tiny / "content", content)
     out = tmp_path / "out"
-    args = ("run", "gatys", "--content", content, "--style", tiny / "style" / "shipwreck.png",
-            "--out", out, *FAST)
+    args = ("run", "gatys", "--content", content, "--style",
+            tiny / "style" / "starry_night_gold.png", "--out", out, *fast)
     assert invoke(*args).exit_code == 0
-    shutil.copy(tiny / "style" / "great_wave.png", content / "chelsea.png")
+    shutil.copy(tiny / "style" / "starry_night.png", content / "chelsea.png")
     assert invoke(*args).exit_code == 0
-    assert [r["output"] for r in records(out)][2:] == ["chelsea__shipwreck__gatys.png"]
+    assert [r["output"] for r in records(out)][2:] == ["chelsea__starry_night_gold__gatys.png"]
 
 
-def test_outputs_inside_the_content_folder_are_not_inputs(tiny: Path, tmp_path: Path) -> None:
+def test_outputs_inside_the_content_folder_are_not_inputs(tiny: Path, tmp_path: Path, invoke,
+                                                          records, fast) -> None:
     content = tmp_path / "content"
     shutil.copytree(tiny / "content", content)
     out = content / "stylised"
-    args = ("run", "gatys", "--content", content, "--style", tiny / "style" / "shipwreck.png",
-            "--out", out, "--recursive", *FAST)
+    args = ("run", "gatys", "--content", content, "--style",
+            tiny / "style" / "starry_night_gold.png", "--out", out, "--recursive", *fast)
     assert invoke(*args).exit_code == 0
     again = invoke(*args)
     assert "2 job(s) already done" in again.output
     assert len(records(out)) == 2
 
 
-def test_a_recipe_name_with_a_dot_keeps_its_outputs_apart(tiny: Path, tmp_path: Path) -> None:
+def test_a_recipe_name_with_a_dot_keeps_its_outputs_apart(tmp_path: Path, run_tiny) -> None:
     recipe = tmp_path / "r.yaml"
     recipe.write_text("extends: gatys\nname: gatys.v2\n")
     out = tmp_path / "out"
-    assert run_tiny(tiny, out).exit_code == 0
-    assert run_tiny(tiny, out, recipe=str(recipe)).exit_code == 0
+    assert run_tiny(out).exit_code == 0
+    assert run_tiny(out, recipe=str(recipe)).exit_code == 0
     assert len(list(out.glob("*__gatys.v2.png"))) == 4
     assert len(list(out.glob("*__gatys.png"))) == 4
 
 
-def test_a_torn_manifest_line_is_skipped(tiny: Path, tmp_path: Path) -> None:
+def test_a_torn_manifest_line_is_skipped(tmp_path: Path, run_tiny) -> None:
     out = tmp_path / "out"
-    assert run_tiny(tiny, out).exit_code == 0
+    assert run_tiny(out).exit_code == 0
     with (out / "manifest.jsonl").open("ab") as handle:
         handle.write('{"output": "caf\u00e9'.encode()[:-1])  # cut inside a UTF-8 character
-    again = run_tiny(tiny, out)
+    again = run_tiny(out)
     assert again.exit_code == 0, again.output
     assert "4 job(s) already done" in again.output
 
 
-def test_one_bad_image_fails_alone(tiny: Path, tmp_path: Path) -> None:
+def test_one_bad_image_fails_alone(tiny: Path, tmp_path: Path, invoke, fast) -> None:
     content = tmp_path / "content"
     shutil.copytree(tiny / "content", content)
     (content / "broken.png").write_bytes(b"not an image")
     out = tmp_path / "out"
     result = invoke("run", "gatys", "--content", content, "--style", tiny / "style" /
-                    "great_wave.png", "--out", out, *FAST)
+                    "starry_night.png", "--out", out, *fast)
     assert result.exit_code == 1, result.output
     latest = latest_records(out)
-    assert latest["broken__great_wave__gatys.png"]["status"] == "failed"
-    assert "UnidentifiedImageError" in latest["broken__great_wave__gatys.png"]["error"]
-    assert [latest[n]["status"] for n in ("chelsea__great_wave__gatys.png",
-                                          "tubingen__great_wave__gatys.png")] == ["done"] * 2
+    assert latest["broken__starry_night__gatys.png"]["status"] == "failed"
+    assert "UnidentifiedImageError" in latest["broken__starry_night__gatys.png"]["error"]
+    assert [latest[n]["status"] for n in ("chelsea__starry_night__gatys.png",
+                                          "coffee__starry_night__gatys.png")] == ["done"] * 2
     assert "failed jobs" in result.output
-    assert not (out / "broken__great_wave__gatys.png").exists()
+    assert not (out / "broken__starry_night__gatys.png").exists()
 
 
-def test_fail_fast_stops_after_the_first_failure(tiny: Path, tmp_path: Path) -> None:
+def test_fail_fast_stops_after_the_first_failure(tiny: Path, tmp_path: Path, invoke, records,
+                                                 fast) -> None:
     content = tmp_path / "content"
     content.mkdir()
     (content / "a_broken.png").write_bytes(b"")
     shutil.copy(tiny / "content" / "chelsea.png", content)
     out = tmp_path / "out"
     result = invoke("run", "gatys", "--content", content, "--style", tiny / "style" /
-                    "great_wave.png", "--out", out, *FAST, "--fail-fast")
+                    "starry_night.png", "--out", out, *fast, "--fail-fast")
     assert result.exit_code == 1
     assert [r["status"] for r in records(out)] == ["failed"]
 
 
-def test_shards_partition_the_jobs(tiny: Path, tmp_path: Path) -> None:
+def test_shards_partition_the_jobs(tmp_path: Path, run_tiny) -> None:
     out = tmp_path / "out"
     for index in range(3):
-        assert run_tiny(tiny, out, "--shard", f"{index}/3").exit_code == 0
+        assert run_tiny(out, "--shard", f"{index}/3").exit_code == 0
     manifests = sorted(p.name for p in out.glob("manifest*.jsonl"))
     assert manifests == [f"manifest.shard-{i}-of-3.jsonl" for i in range(3)]
     summaries = sorted(p.name for p in out.glob("summary*.json"))
@@ -168,7 +152,7 @@ def test_shards_partition_the_jobs(tiny: Path, tmp_path: Path) -> None:
     outputs = [json.loads(line)["output"] for m in manifests
                for line in (out / m).read_text().splitlines()]
     assert len(outputs) == len(set(outputs)) == 4
-    assert "4 job(s) already done" in run_tiny(tiny, out).output
+    assert "4 job(s) already done" in run_tiny(out).output
 
 
 def test_select_shard_is_a_partition() -> None:
@@ -194,7 +178,7 @@ def test_output_names_stay_inside_the_output_folder() -> None:
                       "x_y__st\u00efle__gatys.png")
 
 
-def test_dry_run_lists_jobs_and_writes_nothing(tiny: Path, tmp_path: Path) -> None:
+def test_dry_run_lists_jobs_and_writes_nothing(tiny: Path, tmp_path: Path, invoke) -> None:
     out = tmp_path / "out"
     result = invoke("run", "preview", "--content", tiny / "content", "--style",
                     tiny / "style", "--out", out, "--dry-run")
@@ -203,7 +187,7 @@ def test_dry_run_lists_jobs_and_writes_nothing(tiny: Path, tmp_path: Path) -> No
     assert not out.exists()
 
 
-def test_dry_run_prints_the_memory_estimate(tiny: Path, tmp_path: Path) -> None:
+def test_dry_run_prints_the_memory_estimate(tiny: Path, tmp_path: Path, invoke) -> None:
     from nstkit.memory import estimate_for_recipe
 
     result = invoke("run", "gatys", "--content", tiny / "content", "--style", tiny / "style",
@@ -218,25 +202,25 @@ def test_dry_run_prints_the_memory_estimate(tiny: Path, tmp_path: Path) -> None:
         load_recipe("gatys", ["size=96"]).stylize_options(), 96, 96, batch=2).activations
 
 
-def test_save_every_writes_intermediate_images(tiny: Path, tmp_path: Path) -> None:
+def test_save_every_writes_intermediate_images(tiny: Path, tmp_path: Path, invoke) -> None:
     out = tmp_path / "out"
     result = invoke("run", "gatys", "--content", tiny / "content" / "chelsea.png", "--style",
-                    tiny / "style" / "shipwreck.png", "--out", out, "--size", "32",
+                    tiny / "style" / "starry_night_gold.png", "--out", out, "--size", "32",
                     "--iterations", "4", "--save-every", "2", "-q")
     assert result.exit_code == 0, result.output
-    steps = sorted(p.name for p in (out / "steps" / "chelsea__shipwreck__gatys").iterdir())
+    steps = sorted(p.name for p in (out / "steps" / "chelsea__starry_night_gold__gatys").iterdir())
     assert steps == ["step_00002.png", "step_00004.png"]
 
 
-def test_batch_matches_single_runs_with_adam(tiny: Path, tmp_path: Path) -> None:
+def test_batch_matches_single_runs_with_adam(tiny: Path, tmp_path: Path, invoke, records) -> None:
     """Adam is invariant to the 1/B the batch mean puts on each image's gradient."""
-    common = ["--content", tiny / "content", "--style", tiny / "style" / "great_wave.png",
+    common = ["--content", tiny / "content", "--style", tiny / "style" / "starry_night.png",
               "--size", "32", "--iterations", "5", "-q", "--set", "optimizer.name=adam"]
     assert invoke("run", "gatys", *common, "--out", tmp_path / "one").exit_code == 0
     result = invoke("run", "gatys", *common, "--out", tmp_path / "two", "--batch-size", "2")
     assert result.exit_code == 0, result.output
     assert [r["batch_size"] for r in records(tmp_path / "two")] == [2, 2]
-    for name in ("chelsea__great_wave__gatys.png", "tubingen__great_wave__gatys.png"):
+    for name in ("chelsea__starry_night__gatys.png", "coffee__starry_night__gatys.png"):
         one, two = (load_image(tmp_path / run / name) for run in ("one", "two"))
         worst = (one - two).abs().max().item() * 255
         assert worst <= 2, f"{name}: max pixel difference {worst:.1f}/255"
@@ -259,7 +243,7 @@ def test_batch_matches_single_runs_with_adam(tiny: Path, tmp_path: Path) -> None
     (["validate", "gatys", "nope.yaml"], 2, "nope.yaml: cannot read the recipe"),
 ])
 def test_usage_errors_exit_2_without_traceback(tiny: Path, tmp_path: Path, monkeypatch,
-                                               args: list[str], code: int, message: str):
+                                               args: list[str], code: int, message: str, invoke):
     monkeypatch.chdir(tmp_path)
     result = invoke(*[a.format(tiny=tiny) for a in args])
     assert result.exit_code == code, result.output
@@ -267,7 +251,7 @@ def test_usage_errors_exit_2_without_traceback(tiny: Path, tmp_path: Path, monke
     assert "Traceback" not in result.output
 
 
-def test_recipes_lists_builtins_and_show_prints_resolved_yaml() -> None:
+def test_recipes_lists_builtins_and_show_prints_resolved_yaml(invoke) -> None:
     listing = invoke("recipes")
     assert listing.exit_code == 0
     for name in builtin_recipes():
@@ -279,7 +263,7 @@ def test_recipes_lists_builtins_and_show_prints_resolved_yaml() -> None:
     assert "- relu4_2" in shown.output  # inherited from gatys
 
 
-def test_validate_reports_ok_and_problems(tmp_path: Path) -> None:
+def test_validate_reports_ok_and_problems(tmp_path: Path, invoke) -> None:
     good = invoke("validate", "gatys", "improved")
     assert good.exit_code == 0
     assert "improved.yaml (built-in): ok (improved, hash " in good.output
@@ -300,9 +284,9 @@ def _weights_override(name: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name", sorted(builtin_recipes()))
-def test_every_builtin_recipe_runs(name: str, tiny: Path, tmp_path: Path) -> None:
+def test_every_builtin_recipe_runs(name: str, tiny: Path, tmp_path: Path, invoke, records) -> None:
     result = invoke("run", name, "--content", tiny / "content" / "chelsea.png", "--style",
-                    tiny / "style" / "great_wave.png", "--out", tmp_path, "--size", "48",
+                    tiny / "style" / "starry_night.png", "--out", tmp_path, "--size", "48",
                     "--iterations", "2", "-q", *_weights_override(name))
     assert result.exit_code == 0, result.output
     [record] = records(tmp_path)
@@ -310,7 +294,7 @@ def test_every_builtin_recipe_runs(name: str, tiny: Path, tmp_path: Path) -> Non
     assert all(v == v and abs(v) != float("inf") for v in record["losses"].values())
 
 
-def test_subprocess_end_to_end(tiny: Path, tmp_path: Path) -> None:
+def test_subprocess_end_to_end(tiny: Path, tmp_path: Path, records) -> None:
     """The installed console script, as a user runs it: real weights, a few iterations."""
     out = tmp_path / "out"
     command = [sys.executable, "-m", "nstkit", "run", "gatys", "--content",
@@ -339,11 +323,11 @@ class _CtrlCOnSecondJob:
             raise KeyboardInterrupt
 
 
-def test_ctrl_c_keeps_finished_jobs_and_exits_130(tiny: Path, tmp_path: Path) -> None:
+def test_ctrl_c_keeps_finished_jobs_and_exits_130(tmp_path: Path, records, run_tiny) -> None:
     out = tmp_path / "out"
     get_host().add(_CtrlCOnSecondJob(), name="ctrl-c")
     try:
-        result = run_tiny(tiny, out)
+        result = run_tiny(out)
     finally:
         reset_host()
     assert result.exit_code == 130, result.output
@@ -353,14 +337,14 @@ def test_ctrl_c_keeps_finished_jobs_and_exits_130(tiny: Path, tmp_path: Path) ->
     assert summary["done"] == 1
     assert len(list(out.glob("*.png"))) == 1
     assert not list(out.glob(".*.tmp"))
-    rerun = run_tiny(tiny, out)
+    rerun = run_tiny(out)
     assert rerun.exit_code == 0
     assert "1 job(s) already done" in rerun.output
     assert len(records(out)) == 4
 
 
 def test_cuda_out_of_memory_names_the_estimate_and_the_fix(tiny: Path, tmp_path: Path,
-                                                          monkeypatch) -> None:
+                                                          monkeypatch, invoke) -> None:
     import torch
 
     import nstkit.runner.execute as execute
@@ -371,10 +355,10 @@ def test_cuda_out_of_memory_names_the_estimate_and_the_fix(tiny: Path, tmp_path:
     monkeypatch.setattr(execute, "stylize", out_of_memory)
     out = tmp_path / "out"
     result = invoke("run", "gatys", "--content", tiny / "content" / "chelsea.png", "--style",
-                    tiny / "style" / "shipwreck.png", "--out", out, "--size", "32", "-q")
+                    tiny / "style" / "starry_night_gold.png", "--out", out, "--size", "32", "-q")
     assert result.exit_code == 1, result.output
     [record] = latest_records(out).values()
     assert record["status"] == "failed"
-    assert "Tried to allocate 2.00 GiB (32x32 px, 1 image at once; estimated " in record["error"]
-    assert "for 1 x 32x32 px (activations " in record["error"]
+    assert "Tried to allocate 2.00 GiB (21x32 px, 1 image at once; estimated " in record["error"]
+    assert "for 1 x 21x32 px (activations " in record["error"]
     assert "try a smaller --size or --batch-size, or --device cpu" in record["error"]

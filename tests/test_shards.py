@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_run import FAST, invoke, run_tiny
 
 from nstkit.errors import NstkitError
 from nstkit.runner.arrays import shard_from_env
@@ -21,8 +20,8 @@ from nstkit.runner.manifest import latest_records
 # random VGG16 weights: each process builds them faster than it loads the original VGG19
 QUICK = ["--size", "32", "--iterations", "2", "--quiet", "--set", "extractor.name=vgg16",
          "--set", "extractor.weights=random"]
-OUTPUTS = ["chelsea__great_wave__gatys.png", "chelsea__shipwreck__gatys.png",
-           "tubingen__great_wave__gatys.png", "tubingen__shipwreck__gatys.png"]
+OUTPUTS = ["chelsea__starry_night__gatys.png", "chelsea__starry_night_gold__gatys.png",
+           "coffee__starry_night__gatys.png", "coffee__starry_night_gold__gatys.png"]
 
 
 @pytest.mark.parametrize(("env", "shard"), [
@@ -67,10 +66,10 @@ def test_shard_auto_errors_name_the_variables(env: dict[str, str], message: str)
 
 
 def test_shard_auto_without_a_scheduler_is_a_usage_error(tiny: Path, tmp_path: Path,
-                                                         monkeypatch) -> None:
+                                                         monkeypatch, invoke, run_tiny) -> None:
     for name in ("SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX", "RANK"):
         monkeypatch.delenv(name, raising=False)
-    result = run_tiny(tiny, tmp_path / "out", "--shard", "auto")
+    result = run_tiny(tmp_path / "out", "--shard", "auto")
     assert result.exit_code == 2
     assert "--shard auto: no job-array variables are set" in result.output
     monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
@@ -114,7 +113,7 @@ class Plugin:
 
 
 def test_three_shard_processes_cover_every_job_once_and_a_crashed_shard_is_rerun(
-        tiny: Path, tmp_path: Path) -> None:
+        tiny: Path, tmp_path: Path, invoke) -> None:
     out = tmp_path / "out"
     args = ["run", "gatys", "--content", str(tiny / "content"), "--style", str(tiny / "style"),
             "--out", str(out), *QUICK, "--shard", "auto"]
@@ -146,27 +145,27 @@ def test_three_shard_processes_cover_every_job_once_and_a_crashed_shard_is_rerun
     assert "4 done, 0 failed, 0 missing" in done.output
 
 
-def test_status_lists_failed_and_damaged_jobs(tiny: Path, tmp_path: Path) -> None:
+def test_status_lists_failed_and_damaged_jobs(tiny: Path, tmp_path: Path, invoke, fast) -> None:
     content = tmp_path / "content"
     content.mkdir()
     (content / "broken.png").write_bytes(b"not an image")
     (content / "chelsea.png").write_bytes((tiny / "content" / "chelsea.png").read_bytes())
     out = tmp_path / "out"
     assert invoke("run", "gatys", "--content", content, "--style", tiny / "style" /
-                  "shipwreck.png", "--out", out, *FAST).exit_code == 1
+                  "starry_night_gold.png", "--out", out, *fast).exit_code == 1
     result = invoke("status", out)
     assert result.exit_code == 1
     assert "2 jobs (gatys, 1 shard): 1 done, 1 failed, 0 missing" in result.output
     assert "UnidentifiedImageError" in result.output
     assert "rerun the same nstkit run command" in result.output
-    (out / "chelsea__shipwreck__gatys.png").write_bytes(b"tampered")
+    (out / "chelsea__starry_night_gold__gatys.png").write_bytes(b"tampered")
     assert "1 done, 1 failed" in invoke("status", out).output  # cheap: no hashing
     verified = invoke("status", out, "--verify")
     assert "0 done, 1 failed, 1 missing" in verified.output
     assert "the output file differs from the one recorded" in verified.output
 
 
-def test_status_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+def test_status_of_a_folder_that_is_not_a_run(tmp_path: Path, invoke) -> None:
     result = invoke("status", tmp_path)
     assert result.exit_code == 2
     assert "has no plan.json: not an nstkit run output folder" in result.output
@@ -175,7 +174,7 @@ def test_status_of_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
 
 
 def test_template_slurm_is_a_valid_script_running_its_shard(tiny: Path, tmp_path: Path,
-                                                            monkeypatch) -> None:
+                                                            monkeypatch, invoke) -> None:
     result = invoke("template", "slurm", "--shards", "3", "--content", str(tiny / "content"),
                     "--style", str(tiny / "style"), "--out", str(tmp_path / "my out"))
     assert result.exit_code == 0
@@ -195,7 +194,7 @@ def test_template_slurm_is_a_valid_script_running_its_shard(tiny: Path, tmp_path
 
 
 def test_template_k8s_is_an_indexed_job_running_its_shard(tiny: Path, tmp_path: Path,
-                                                          monkeypatch) -> None:
+                                                          monkeypatch, invoke) -> None:
     result = invoke("template", "k8s", "--shards", "4", "--recipe", "improved", "--content",
                     str(tiny / "content"), "--style", str(tiny / "style"), "--out",
                     str(tmp_path / "out"))
@@ -215,7 +214,7 @@ def test_template_k8s_is_an_indexed_job_running_its_shard(tiny: Path, tmp_path: 
     assert "improved: 1 to do, 0 done" in planned.output
 
 
-def test_template_needs_a_known_scheduler() -> None:
+def test_template_needs_a_known_scheduler(invoke) -> None:
     result = invoke("template", "pbs")
     assert result.exit_code == 2
     assert "slurm" in result.output

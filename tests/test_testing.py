@@ -8,7 +8,6 @@ from importlib import metadata
 import pytest
 import torch
 
-import nstkit
 from nstkit import losses, optim
 from nstkit.errors import PluginError
 from nstkit.losses import LossTerm
@@ -35,11 +34,7 @@ class Brightness(LossTerm):
         return (image.mean() - self.target) ** 2
 
 
-def _plugin(**hooks) -> types.SimpleNamespace:
-    return types.SimpleNamespace(**{name: nstkit.hookimpl(fn) for name, fn in hooks.items()})
-
-
-def test_make_host_has_the_builtins_and_the_given_plugins_only(monkeypatch) -> None:
+def test_make_host_has_the_builtins_and_the_given_plugins_only(monkeypatch, make_plugin) -> None:
     class EntryPoint:
         name, dist = "installed", None
 
@@ -48,7 +43,7 @@ def test_make_host_has_the_builtins_and_the_given_plugins_only(monkeypatch) -> N
 
     monkeypatch.delenv("NSTKIT_DISABLE_PLUGIN_AUTOLOAD", raising=False)
     monkeypatch.setattr(metadata, "entry_points", lambda group: [EntryPoint()])
-    plugin = _plugin(register_losses=lambda register: register("brightness", Brightness))
+    plugin = make_plugin(register_losses=lambda register: register("brightness", Brightness))
     host = make_host(plugin)
     assert host.losses.names() == ["brightness", "colour", "content", "gram", "shifted_gram",
                                    "tv"]
@@ -102,8 +97,8 @@ def test_tiny_extractor_mirrors_vgg19_names_and_shapes() -> None:
     assert torch.equal(again, features["relu4_2"])  # fixed seed
 
 
-def test_stylize_tiny_runs_a_plugin_loss_end_to_end() -> None:
-    host = make_host(_plugin(register_losses=lambda register: register("brightness",
+def test_stylize_tiny_runs_a_plugin_loss_end_to_end(make_plugin) -> None:
+    host = make_host(make_plugin(register_losses=lambda register: register("brightness",
                                                                        Brightness)))
     result = stylize_tiny(host, iterations=5, losses=[{"name": "brightness", "target": 0.2}])
     assert result.image.shape == (1, 3, 32, 32)

@@ -1,11 +1,10 @@
-"""Built-in engines: ``local`` and ``ray`` (Ray itself is imported only when ``ray`` is used)."""
+"""Built-in executors: ``local`` and ``ray`` (Ray itself is imported only when ``ray`` is used)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from nstkit.errors import NstkitError
-from nstkit.executors.local import local_executor
 from nstkit.hookspecs import Register, hookimpl
 
 if TYPE_CHECKING:
@@ -26,5 +25,6 @@ def ray_executor(*, address: str | None = None, **options: object) -> RayExecuto
 
 @hookimpl
 def register_executors(register: Register) -> None:
-    register("local", local_executor)
+    register("local", "nstkit.executors.local:local_executor",
+             description="This process, one job after another.")
     register("ray", ray_executor)

@@ -8,8 +8,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from nstkit.errors import UnknownComponentError
-from nstkit.registry import suggest
+from nstkit.layers import LayerTable
 
 
 class InputNormalization(nn.Module):
@@ -46,19 +45,15 @@ class FeatureExtractor(nn.Module):
 
     def resolve(self, layer: str) -> str:
         """The canonical name of ``layer`` (aliases accepted); unknown names list valid ones."""
-        if layer in self.layer_names:
-            return layer
-        if layer in self.aliases:
-            return self.aliases[layer]
-        choices = list(self.layer_names) + list(self.aliases)
-        raise UnknownComponentError(
-            f"unknown layer {layer!r} for {type(self).__name__}.{suggest(layer, choices)} "
-            f"Valid layers: {', '.join(self.layer_names)}."
-        )
+        return self.layer_table().resolve(layer)
 
     def depth(self, layer: str) -> int:
         """Position of ``layer`` in forward order (0 is the first layer)."""
-        return self.layer_names.index(self.resolve(layer))
+        return self.layer_table().depth(layer)
+
+    def layer_table(self) -> LayerTable:
+        """The extractor's layer names and aliases."""
+        return LayerTable(tuple(self.layer_names), self.aliases, type(self).__name__)
 
     def forward(self, image: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
         """Feature maps of ``layers`` (canonical names) for RGB ``image`` in ``[0, 1]``."""

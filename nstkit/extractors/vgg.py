@@ -11,43 +11,9 @@ from torch import nn
 from nstkit.errors import WeightsError
 from nstkit.extractors import weights as W
 from nstkit.extractors.base import FeatureExtractor, InputNormalization
+from nstkit.layers import ARCH_CFG, CFGS, vgg_aliases, vgg_layer_names
 
-# torchvision's VGG configurations "D" (VGG16) and "E" (VGG19): conv widths, "M" a max-pool;
-# written out so that importing nstkit does not import torchvision (a second of start-up)
-CFGS: dict[str, list[int | str]] = {
-    "D": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512,
-          "M"],
-    "E": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512,
-          512, 512, 512, "M"],
-}
-ARCH_CFG = {"vgg16": "D", "vgg19": "E"}
 DEFAULT_WEIGHTS = {"vgg16": "torchvision", "vgg19": "original"}
-
-
-def vgg_layer_names(arch: str) -> tuple[str, ...]:
-    """Paper names of every module of ``features``: ``conv1_1, relu1_1, ..., pool5``."""
-    names: list[str] = []
-    block, conv = 1, 0
-    for item in CFGS[ARCH_CFG[arch]]:
-        if item == "M":
-            names.append(f"pool{block}")
-            block, conv = block + 1, 0
-        else:
-            conv += 1
-            names += [f"conv{block}_{conv}", f"relu{block}_{conv}"]
-    return tuple(names)
-
-
-def vgg_aliases(names: Iterable[str]) -> dict[str, str]:
-    """Keras names of the seeds: ``block4_conv2`` is the ReLU output ``relu4_2``."""
-    aliases = {}
-    for name in names:
-        if name.startswith("relu"):
-            b, i = name[4:].split("_")
-            aliases[f"block{b}_conv{i}"] = name
-        elif name.startswith("pool"):
-            aliases[f"block{name[4:]}_pool"] = name
-    return aliases
 
 
 def _features(arch: str, pooling: str, device: str | torch.device) -> nn.Sequential:
@@ -152,3 +118,13 @@ class VGGExtractor(FeatureExtractor):
 
     def extra_repr(self) -> str:
         return f"arch={self.arch!r}, pooling={self.pooling!r}, weights={self.weights!r}"
+
+
+def vgg16(**options: object) -> VGGExtractor:
+    """VGG16 (torchvision weights by default); ``options`` as for :class:`VGGExtractor`."""
+    return VGGExtractor("vgg16", **options)  # type: ignore[arg-type]
+
+
+def vgg19(**options: object) -> VGGExtractor:
+    """VGG19 (original weights by default); ``options`` as for :class:`VGGExtractor`."""
+    return VGGExtractor("vgg19", **options)  # type: ignore[arg-type]

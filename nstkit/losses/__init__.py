@@ -1,12 +1,7 @@
 """Loss terms: each a function plus an ``nn.Module`` (:class:`LossTerm`) calling it."""
 
-from nstkit.losses.base import (
-    LossTerm,
-    Targets,
-    equal_weights,
-    geometric_weights,
-    layer_weights,
-)
+from nstkit.layers import equal_weights, geometric_weights
+from nstkit.losses.base import LossTerm, Targets, layer_weights
 from nstkit.losses.colour import ColourLoss
 from nstkit.losses.content import ContentLoss, content_loss
 from nstkit.losses.gram import STYLE_LAYERS, GramLoss, ShiftedGramLoss, gram_loss, gram_matrix

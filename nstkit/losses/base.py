@@ -1,4 +1,4 @@
-"""The loss-term interface, the targets it is prepared with, and layer-weight schedules."""
+"""The loss-term interface and the targets it is prepared with."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from nstkit.layers import equal_weights
 
 LayerSpec = Mapping[str, float] | Sequence[str] | None
 
@@ -28,23 +30,6 @@ class Targets:
     style_images: list[torch.Tensor]
     style_features: list[dict[str, torch.Tensor]]
     style_blend: list[float]
-
-
-def equal_weights(layers: Sequence[str]) -> dict[str, float]:
-    """``1 / N`` for each of the ``N`` layers."""
-    return {layer: 1.0 / len(layers) for layer in layers}
-
-
-def geometric_weights(layers: Sequence[str], ratio: float = 2.0, *,
-                      rising: bool = False) -> dict[str, float]:
-    """Weights changing by ``ratio`` from one layer to the next, normalised to sum to 1.
-
-    Novak & Nikulin (2016): style weights fall with depth (``w_l ∝ ratio^(L-1-l)``, the default)
-    and content weights rise with depth (``rising=True``, ``w_l ∝ ratio^l``).
-    """
-    n = len(layers)
-    raw = [ratio ** (i if rising else n - 1 - i) for i in range(n)]
-    return {layer: w / sum(raw) for layer, w in zip(layers, raw, strict=True)}
 
 
 def layer_weights(layers: LayerSpec, default: Sequence[str]) -> dict[str, float]:

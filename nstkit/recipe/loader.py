@@ -13,15 +13,17 @@ from typing import Any
 
 import yaml
 
+from nstkit.config import recipe_defaults
+from nstkit.config_errors import KeyPath, format_path, show
 from nstkit.errors import RecipeError
 from nstkit.plugins import PluginHost, get_host
 from nstkit.recipe.model import Recipe
-from nstkit.recipe.schema import DEFAULTS, FILE_ONLY_KEYS, Path_, Validator, format_path, show
 from nstkit.recipe.yamlio import parse
 
 BUILTIN_PACKAGE = "nstkit.recipes"
 SET_SOURCE = "--set"
 MAX_NODES = 10_000
+FILE_ONLY_KEYS = ("extends", "set")
 
 
 def builtin_recipes() -> dict[str, Traversable]:
@@ -37,7 +39,7 @@ def is_path(ref: str | Path) -> bool:
 
 
 @dataclass
-class _Layer:
+class _RecipeFile:
     """One recipe file in an ``extends`` chain."""
 
     label: str
@@ -50,15 +52,15 @@ class _Provenance:
     """Which file (or ``--set``) gave each key path of the merged recipe."""
 
     default: str
-    sources: dict[Path_, str] = field(default_factory=dict)
+    sources: dict[KeyPath, str] = field(default_factory=dict)
 
-    def record(self, value: Any, label: str, path: Path_ = ()) -> None:
+    def record(self, value: Any, label: str, path: KeyPath = ()) -> None:
         """``label`` gave ``path`` and everything under it (earlier sources there forgotten)."""
         for key in [k for k in self.sources if k[: len(path)] == path and len(k) > len(path)]:
             del self.sources[key]
         self._mark(value, label, path)
 
-    def _mark(self, value: Any, label: str, path: Path_) -> None:
+    def _mark(self, value: Any, label: str, path: KeyPath) -> None:
         self.sources[path] = label
         children = value.items() if isinstance(value, Mapping) else (
             enumerate(value) if isinstance(value, list) else ())
@@ -66,7 +68,7 @@ class _Provenance:
             self._mark(child, label, (*path, key))
 
     def merge_record(self, value: Mapping[str, Any], base: Any, label: str,
-                     path: Path_ = ()) -> None:
+                     path: KeyPath = ()) -> None:
         for key, child in value.items():
             here = (*path, key)
             if isinstance(child, Mapping) and isinstance(base, Mapping) and \
@@ -76,7 +78,7 @@ class _Provenance:
             else:
                 self.record(child, label, here)
 
-    def __call__(self, path: Path_) -> str:
+    def __call__(self, path: KeyPath) -> str:
         for end in range(len(path), 0, -1):
             if path[:end] in self.sources:
                 return self.sources[path[:end]]
@@ -149,7 +151,7 @@ def _too_big(data: Any) -> bool:
 
 
 def read_chain(ref: str | Path, relative_to: Path | None = None,
-               seen: tuple[tuple[str, str], ...] = ()) -> list[_Layer]:
+               seen: tuple[tuple[str, str], ...] = ()) -> list[_RecipeFile]:
     """The recipe and every recipe it ``extends``, root first."""
     label, name, text, folder = _read(ref, relative_to)
     key = str(Path(label).resolve()) if folder is not None else label
@@ -160,10 +162,10 @@ def read_chain(ref: str | Path, relative_to: Path | None = None,
     data = _parse(label, text)
     parent = data.get("extends")
     if parent is None:
-        return [_Layer(label, name, data)]
+        return [_RecipeFile(label, name, data)]
     if not isinstance(parent, str) or not parent:
         raise RecipeError([f"{label}: extends: must be a recipe name or path, got {show(parent)}"])
-    return [*read_chain(parent, folder, (*seen, (key, label))), _Layer(label, name, data)]
+    return [*read_chain(parent, folder, (*seen, (key, label))), _RecipeFile(label, name, data)]
 
 
 def parse_set(item: str) -> tuple[list[str | int], Any]:
@@ -216,25 +218,25 @@ def apply_set(data: dict[str, Any], parts: Sequence[str | int], value: Any,
     return created or tuple(parts)
 
 
-def _merge_layers(chain: list[_Layer], sets: Sequence[str],
+def _merge_files(chain: list[_RecipeFile], sets: Sequence[str],
                   provenance: _Provenance) -> dict[str, Any]:
-    merged = copy.deepcopy(DEFAULTS)
-    for index, layer in enumerate(chain):
-        own = {k: v for k, v in layer.data.items() if k not in FILE_ONLY_KEYS}
+    merged = recipe_defaults()
+    for index, item in enumerate(chain):
+        own = {k: v for k, v in item.data.items() if k not in FILE_ONLY_KEYS}
         if index < len(chain) - 1:  # name and description belong to the file that states them
             own = {k: v for k, v in own.items() if k not in ("name", "description")}
-        provenance.merge_record(own, merged, layer.label)
+        provenance.merge_record(own, merged, item.label)
         merged = deep_merge(merged, own)
-        file_sets = layer.data.get("set") or {}
+        file_sets = item.data.get("set") or {}
         if not isinstance(file_sets, Mapping):
-            raise RecipeError([f"{layer.label}: set: must be a mapping of key.path: value"])
+            raise RecipeError([f"{item.label}: set: must be a mapping of key.path: value"])
         for key, value in file_sets.items():
             if not isinstance(key, str) or not key.strip():
-                raise RecipeError([f"{layer.label}: set: keys must be key.path strings, "
+                raise RecipeError([f"{item.label}: set: keys must be key.path strings, "
                                    f"got {show(key)}"])
-            _set(merged, split_path(key), value, layer.label, provenance)
-    for item in sets:
-        parts, value = parse_set(item)
+            _set(merged, split_path(key), value, item.label, provenance)
+    for assignment in sets:
+        parts, value = parse_set(assignment)
         _set(merged, parts, value, SET_SOURCE, provenance)
     return merged
 
@@ -263,10 +265,13 @@ def load_recipe(ref: str | Path, sets: Sequence[str] = (), *,
     """
     chain = read_chain(ref)
     provenance = _Provenance(chain[-1].label)
-    data = _merge_layers(chain, sets, provenance)
+    data = _merge_files(chain, sets, provenance)
     if data.get("name") is None:
         data["name"] = re.sub(r"[^A-Za-z0-9._-]", "-", chain[-1].name).lstrip("._-") or "recipe"
-    problems = Validator(host or get_host(), provenance).validate(data)
-    if problems:
+    from nstkit.config_schema import validate_config
+
+    config, problems = validate_config(data, host or get_host(), provenance)
+    if config is None:
         raise RecipeError(problems)
-    return Recipe(data=data, source=chain[-1].label, chain=[layer.label for layer in chain])
+    return Recipe(data=data, config=config, source=chain[-1].label,
+                  chain=[item.label for item in chain])

@@ -1,4 +1,4 @@
-"""A resolved, validated recipe and what it means for :func:`nstkit.stylize`."""
+"""A resolved, validated recipe: its typed configuration and the data it was read as."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from nstkit.recipe.layers import resolve_layer_spec
+from nstkit.config import RecipeConfig
 from nstkit.recipe.yamlio import dump
-
-LOSS_KEYS = ("name", "weight", "layers", "label")
 
 
 def _file_digest(value: Any) -> str | None:
@@ -24,15 +22,18 @@ def _file_digest(value: Any) -> str | None:
 
 @dataclass
 class Recipe:
-    """A recipe after defaults, ``extends`` and ``--set`` (every key present).
+    """A recipe after defaults, ``extends`` and ``--set``.
 
     Attributes:
-        data: the resolved recipe, as recorded with each output.
+        data: the resolved recipe as written (every key present), as recorded with each output
+            and hashed.
+        config: the same, validated and typed: what :func:`nstkit.stylize` runs.
         source: the file it was read from (``"gatys.yaml (built-in)"`` for built-ins).
         chain: every file of the ``extends`` chain, root first.
     """
 
     data: dict[str, Any]
+    config: RecipeConfig
     source: str
     chain: list[str] = field(default_factory=list)
 
@@ -46,7 +47,7 @@ class Recipe:
 
     @property
     def iterations(self) -> int:
-        return int(self.data["optimizer"]["iterations"])
+        return self.config.optimizer.iterations
 
     @cached_property
     def hash(self) -> str:
@@ -66,39 +67,3 @@ class Recipe:
     def to_yaml(self) -> str:
         """The resolved recipe as YAML."""
         return dump(self.data)
-
-    def stylize_options(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`nstkit.stylize` (everything but the images)."""
-        data = self.data
-        extractor = dict(data["extractor"])
-        optimizer = dict(data["optimizer"])
-        multiscale = data.get("multiscale")
-        return {
-            "size": data["size"],
-            "style_scale": float(data["style_scale"]),
-            "iterations": int(optimizer.pop("iterations")),
-            "seed": data["seed"],
-            "extractor": extractor.pop("name"),
-            "pooling": extractor.pop("pooling", "max"),
-            "weights": extractor.pop("weights", None),
-            "extractor_options": extractor,
-            "losses": [self._loss(spec) for spec in data["losses"]],
-            "optimizer": optimizer.pop("name"),
-            "optimizer_options": optimizer,
-            "init": data["init"],
-            "noise_scale": float(data["noise_scale"]),
-            "preserve_colour": data["preserve_colour"],
-            "multiscale": list(zip(multiscale["scales"], multiscale["iterations"], strict=True))
-            if multiscale else None,
-            "multiscale_detail": bool(multiscale.get("detail", True)) if multiscale else True,
-            "precision": data.get("precision", "fp32"),
-        }
-
-    @staticmethod
-    def _loss(spec: dict[str, Any]) -> dict[str, Any]:
-        options = {k: v for k, v in spec.items() if k not in LOSS_KEYS}
-        loss = {"name": spec["name"], "weight": float(spec.get("weight", 1.0)),
-                "layers": resolve_layer_spec(spec.get("layers")), **options}
-        if "label" in spec:
-            loss["label"] = spec["label"]
-        return loss

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from nstkit.errors import NstkitError
+from nstkit.layers import resolve_layer_spec
 from nstkit.plugins import PluginHost
-from nstkit.recipe.layers import resolve_layer_spec
 from nstkit.registry import Registry, factory_key, suggest
 
 VERSION = 1

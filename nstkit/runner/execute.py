@@ -15,9 +15,9 @@ from typing import Any, Protocol
 import torch
 
 from nstkit.atomic import write_atomic
-from nstkit.engine import StyleCache
 from nstkit.image import load_image, resize_longest, save_image
 from nstkit.memory import estimate_for_recipe
+from nstkit.optimisation import StyleCache
 from nstkit.plugins import PluginHost
 from nstkit.recipe import Recipe
 from nstkit.runner.failures import is_transient

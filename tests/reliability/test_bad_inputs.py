@@ -25,7 +25,7 @@ from nstkit.runner.manifest import file_sha256
 
 from .conftest import by_content, records, run
 
-STYLE = "great_wave.png"
+STYLE = "starry_night.png"
 
 
 def _source(tiny: Path) -> Image.Image:
@@ -179,7 +179,7 @@ def test_an_exif_rotated_photo_comes_out_upright(batch) -> None:
 
 def test_names_with_spaces_and_unicode_keep_a_readable_output_name(batch) -> None:
     _, out, _ = batch
-    assert (out / "caf\u00e9_au_lait_\u00fcber__great_wave__gatys.png").is_file()
+    assert (out / "caf\u00e9_au_lait_\u00fcber__starry_night__gatys.png").is_file()
 
 
 def test_inputs_with_the_same_output_name_both_get_their_own_file(batch) -> None:
@@ -187,7 +187,7 @@ def test_inputs_with_the_same_output_name_both_get_their_own_file(batch) -> None
     same = [by_content(out)[name] for name in ("same.png", "same.jpg")]
     names = {r["output"] for r in same}
     assert len(names) == 2
-    assert all(n.startswith("same__great_wave__gatys-") for n in names)
+    assert all(n.startswith("same__starry_night__gatys-") for n in names)
     assert len({file_sha256(out / n) for n in names}) == 2  # neither overwrote the other
 
 
@@ -208,7 +208,7 @@ def test_a_bad_style_image_fails_only_its_jobs(tiny: Path, tmp_path: Path) -> No
     result = run(tiny / "content" / "chelsea.png", styles, out)
     assert result.exit_code == 1, result.output
     status = {r["output"]: (r["status"], r["error"]) for r in records(out)}
-    assert status["chelsea__great_wave__gatys.png"] == ("done", None)
+    assert status["chelsea__starry_night__gatys.png"] == ("done", None)
     assert status["chelsea__broken__gatys.png"][0] == "failed"
     assert f"cannot read image {styles / 'broken.png'}" in status["chelsea__broken__gatys.png"][1]
 

@@ -77,17 +77,17 @@ def test_kill_9_mid_batch_loses_nothing_and_the_rerun_does_the_rest(tiny: Path,
     process.communicate(timeout=TIMEOUT)
     assert process.returncode == -signal.SIGKILL
     finished = check_done_outputs(out)
-    assert finished == ["chelsea__great_wave__gatys.png", "chelsea__shipwreck__gatys.png"]
+    assert finished == ["chelsea__starry_night__gatys.png", "chelsea__starry_night_gold__gatys.png"]
     assert visible_images(out) == set(finished)
     # What a kill during a write leaves: a hidden temporary file and a torn manifest line.
-    (out / ".tubingen__great_wave__gatys.png.k9x.tmp").write_bytes(b"\x89PNG\r\n\x1a\npart")
+    (out / ".coffee__starry_night__gatys.png.k9x.tmp").write_bytes(b"\x89PNG\r\n\x1a\npart")
     with (out / "manifest.jsonl").open("a", encoding="utf-8") as handle:
-        handle.write('{"output": "tubingen__great_wave__gatys.png", "status": "do')
+        handle.write('{"output": "coffee__starry_night__gatys.png", "status": "do')
     rerun = run(tiny / "content", tiny / "style", out)
     assert rerun.exit_code == 0, rerun.output
     assert "2 job(s) already done" in rerun.output
     redone = [r["output"] for r in records(out)[2:]]
-    assert redone == ["tubingen__great_wave__gatys.png", "tubingen__shipwreck__gatys.png"]
+    assert redone == ["coffee__starry_night__gatys.png", "coffee__starry_night_gold__gatys.png"]
     assert sorted(check_done_outputs(out)) == sorted(visible_images(out))
     assert len(visible_images(out)) == 4
 
@@ -103,9 +103,9 @@ def test_sigint_stops_cleanly_with_a_summary_and_exit_130(tiny: Path, tmp_path: 
     summary = json.loads((out / "summary.json").read_text())
     assert summary == {"done": 1, "failed": 0, "skipped": 0, "interrupted": True,
                        "failures": []}
-    assert check_done_outputs(out) == ["chelsea__great_wave__gatys.png"]
+    assert check_done_outputs(out) == ["chelsea__starry_night__gatys.png"]
     assert len(records(out)) == 1  # the job in progress left no record
-    assert visible_images(out) == {"chelsea__great_wave__gatys.png"}
+    assert visible_images(out) == {"chelsea__starry_night__gatys.png"}
     assert not list(out.glob(".*.tmp"))
 
 
@@ -150,7 +150,7 @@ class _FaultyLoss:
 
 def run_with(plugin: _FaultyLoss, tiny: Path, out: Path, *extra: str):
     get_host().add(plugin, name=f"test-{plugin.name}")
-    return run(tiny / "content", tiny / "style" / "great_wave.png", out, "--set",
+    return run(tiny / "content", tiny / "style" / "starry_night.png", out, "--set",
                f"losses.2={{name: {plugin.name}}}", *extra)
 
 
@@ -168,7 +168,7 @@ def test_a_non_finite_loss_fails_its_job_at_that_step(tiny: Path, tmp_path: Path
     assert jobs["chelsea.png"]["status"] == "failed"
     assert jobs["chelsea.png"]["error"] == ("LossError: loss became non-finite at step 3 "
                                             "(terms: poison, total)")
-    assert jobs["tubingen.png"]["status"] == "done"
+    assert jobs["coffee.png"]["status"] == "done"
     steps = [step for job, step in plugin.seen if job.startswith("chelsea")]
     assert steps == [1, 2]  # stopped at the first bad step, not one later
     assert not (out / jobs["chelsea.png"]["output"]).exists()
@@ -199,10 +199,10 @@ def test_cuda_oom_of_a_single_image_is_reported_and_the_batch_goes_on(tiny: Path
     result = run_with(_FaultyLoss("oom", oom), tiny, out)
     assert result.exit_code == 1, result.output
     jobs = by_content(out)
-    assert jobs["tubingen.png"]["status"] == "done"
+    assert jobs["coffee.png"]["status"] == "done"
     error = jobs["chelsea.png"]["error"]
     assert error.startswith("OutOfMemoryError: CUDA out of memory. Tried to allocate 9.00 GiB")
-    assert "32x32 px, 1 image at once" in error
+    assert "21x32 px, 1 image at once" in error  # chelsea.png at 32 px
     assert "try a smaller --size or --batch-size, or --device cpu" in error
     assert json.loads((out / "summary.json").read_text())["failed"] == 1
 
@@ -263,14 +263,14 @@ def test_an_input_removed_during_the_batch_fails_its_job_alone(tiny: Path,
                                                               tmp_path: Path) -> None:
     content = tmp_path / "content"
     shutil.copytree(tiny / "content", content)
-    get_host().add(_RemoveWhenStarting(content / "tubingen.png"), name="test-remover")
+    get_host().add(_RemoveWhenStarting(content / "coffee.png"), name="test-remover")
     out = tmp_path / "out"
-    result = run(content, tiny / "style" / "great_wave.png", out)
+    result = run(content, tiny / "style" / "starry_night.png", out)
     assert result.exit_code == 1, result.output
     jobs = by_content(out)
     assert jobs["chelsea.png"]["status"] == "done"
-    gone = jobs["tubingen.png"]
-    missing = content / "tubingen.png"
+    gone = jobs["coffee.png"]
+    missing = content / "coffee.png"
     assert gone["error"] == f"ImageError: cannot read image {missing}: no such file"
     assert gone["content"]["sha256"] is None
 
@@ -301,13 +301,13 @@ class _FlakyHook:
 @pytest.mark.parametrize("hook", ["on_job_start", "on_step", "on_job_end"])
 def test_a_plugin_raising_in_a_hook_fails_that_job_naming_the_plugin(tiny: Path, tmp_path: Path,
                                                                     hook: str) -> None:
-    get_host().add(_FlakyHook(hook, "tubingen"), name="nstkit-flaky")
+    get_host().add(_FlakyHook(hook, "coffee"), name="nstkit-flaky")
     out = tmp_path / "out"
-    result = run(tiny / "content", tiny / "style" / "great_wave.png", out)
+    result = run(tiny / "content", tiny / "style" / "starry_night.png", out)
     assert result.exit_code == 1, result.output
     jobs = by_content(out)
     assert jobs["chelsea.png"]["status"] == "done"
-    assert jobs["tubingen.png"]["error"] == ("PluginError: plugin 'nstkit-flaky': "
+    assert jobs["coffee.png"]["error"] == ("PluginError: plugin 'nstkit-flaky': "
                                              f"{hook} raised RuntimeError: flaky plugin broke")
 
 
@@ -336,7 +336,7 @@ def test_an_installed_plugin_that_breaks_is_named_and_the_run_goes_on(
     monkeypatch.setenv("NSTKIT_PLUGINS", "broken")
     out = tmp_path / "out"
     with pytest.warns(RuntimeWarning) as warned:
-        result = run(tiny / "content" / "chelsea.png", tiny / "style" / "great_wave.png", out)
+        result = run(tiny / "content" / "chelsea.png", tiny / "style" / "starry_night.png", out)
     assert result.exit_code == 0, result.output
     assert message in [str(w.message) for w in warned]
     assert [r["status"] for r in records(out)] == ["done"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from importlib import metadata
 from pathlib import Path
 
@@ -17,10 +16,14 @@ from nstkit_mrf import plugin as mrf_plugin  # noqa: E402
 
 import nstkit  # noqa: E402
 from nstkit.losses import Targets  # noqa: E402
-from nstkit.testing import check_loss, make_host, stylize_tiny, tiny_images  # noqa: E402
+from nstkit.testing import (  # noqa: E402
+    check_loss,
+    make_host,
+    sample_images,
+    stylize_tiny,
+    tiny_images,
+)
 
-SHARED_TINY = Path(os.environ.get(
-    "NSTKIT_TEST_IMAGES", Path(__file__).resolve().parents[4] / "shared" / "images")) / "tiny"
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -182,11 +185,10 @@ class TestPlugin:
         assert result.history["mrf"][-1] < 0.7 * result.history["mrf"][0]
 
     @pytest.mark.slow
-    def test_stylize_the_shared_tiny_images_with_the_original_weights(self) -> None:
-        if not SHARED_TINY.is_dir():
-            pytest.skip(f"shared test images not found at {SHARED_TINY} (NSTKIT_TEST_IMAGES)")
+    def test_stylize_sample_images_with_the_original_weights(self, tmp_path: Path) -> None:
+        images = sample_images(tmp_path)
         result = nstkit.stylize(
-            SHARED_TINY / "content" / "tubingen.png", SHARED_TINY / "style" / "great_wave.png",
+            images / "content" / "coffee.png", images / "style" / "starry_night.png",
             size=64, iterations=5, losses=[{"name": "content"}, {"name": "mrf", "weight": 1.0}],
             host=make_host(mrf_plugin), device="cpu", seed=0)
         assert result.history["mrf"][-1] < 0.9 * result.history["mrf"][0]

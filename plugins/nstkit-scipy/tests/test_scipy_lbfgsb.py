@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 from importlib import metadata
 from pathlib import Path
 
@@ -19,10 +18,8 @@ from nstkit_scipy import LBFGSB, plugin
 from scipy.optimize import fmin_l_bfgs_b, rosen, rosen_der
 
 import nstkit
-from nstkit.testing import check_optimizer, make_host, stylize_tiny, tiny_images
+from nstkit.testing import check_optimizer, make_host, sample_images, stylize_tiny, tiny_images
 
-SHARED_TINY = Path(os.environ.get(
-    "NSTKIT_TEST_IMAGES", Path(__file__).resolve().parents[4] / "shared" / "images")) / "tiny"
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -166,12 +163,11 @@ def test_stylize_with_random_vgg19_weights() -> None:
 
 
 @pytest.mark.slow
-def test_seed_000_recipe_on_the_shared_tiny_images() -> None:
+def test_seed_000_recipe_on_the_sample_images(tmp_path: Path) -> None:
     """The Keras tutorial's set-up (seed 000) at 64 px: content relu5_2, Gram style, TV^1.25."""
-    if not SHARED_TINY.is_dir():
-        pytest.skip(f"shared test images not found at {SHARED_TINY} (NSTKIT_TEST_IMAGES)")
+    images = sample_images(tmp_path)
     result = nstkit.stylize(
-        SHARED_TINY / "content" / "tubingen.png", SHARED_TINY / "style" / "great_wave.png",
+        images / "content" / "coffee.png", images / "style" / "starry_night.png",
         size=64, iterations=2, seed=0, host=make_host(plugin), device="cpu",
         losses=[{"name": "content", "weight": 0.025, "layers": ["block5_conv2"]},
                 {"name": "gram", "weight": 1.0,

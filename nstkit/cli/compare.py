@@ -9,39 +9,58 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from nstkit.cli import _fail, app, console, err
-from nstkit.cli_run import Sets, _check_device, _load, _prepare_out
+from nstkit.cli.common import check_device, console, err, fail, host, load, prepare_out
+from nstkit.cli.options import (
+    Address,
+    Content,
+    Device,
+    Engine,
+    Iterations,
+    Out,
+    Overwrite,
+    Quiet,
+    Recursive,
+    Seed,
+    Sets,
+    Size,
+    Style,
+    overrides,
+)
 from nstkit.errors import NstkitError
-from nstkit.plugins import get_host
-from nstkit.runner.execute import InputHashes, Outcome, RunOptions
 
-if TYPE_CHECKING:  # imported by the command itself: matplotlib and VGG19 are slow to load
+if TYPE_CHECKING:  # imported by the command itself: torch, matplotlib and VGG19 load slowly
     from nstkit.compare import Comparison, Variant
+    from nstkit.runner.execute import Outcome
 
 
-@app.command()
+def register(app: typer.Typer) -> None:
+    app.command()(compare)
+
+
 def compare(
     recipes: Annotated[list[str], typer.Argument(
         help="Recipes to compare (built-in names or YAML files); one is enough with --sweep.")],
-    content: Annotated[list[Path], typer.Option(help="Content image or folder (repeatable).")],
-    style: Annotated[list[Path], typer.Option(help="Style image or folder (repeatable).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    content: Content,
+    style: Style,
+    out: Out,
     sweep: Annotated[str | None, typer.Option(
         help="Compare across the values of one key: --sweep extractor.pooling=max,avg")] = None,
     reuse: Annotated[list[Path] | None, typer.Option(
         help="A `nstkit run` output folder whose finished outputs (same recipe and inputs, "
              "per its manifest) are used instead of recomputed (repeatable).")] = None,
-    recursive: Annotated[bool, typer.Option(help="Search folders recursively.")] = False,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
-    size: Annotated[int | None, typer.Option(help="Override every recipe's size.")] = None,
-    iterations: Annotated[int | None, typer.Option(help="Override the iterations.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
+    recursive: Recursive = False,
+    device: Device = "auto",
+    size: Size = None,
+    iterations: Iterations = None,
+    seed: Seed = None,
     sets: Sets = None,
     judge_size: Annotated[int, typer.Option(
         min=16, help="Longest side at which outputs are judged.")] = 512,
     thumb: Annotated[int, typer.Option(min=32, help="Cell size of grid.png in pixels.")] = 192,
-    overwrite: Annotated[bool, typer.Option(help="Redo jobs that are already done.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain one line per job.")] = False,
+    overwrite: Overwrite = False,
+    engine: Engine = "local",
+    address: Address = None,
+    quiet: Quiet = False,
 ) -> None:
     """Run each recipe on the same content x style pairs and write OUT/grid.png, losses.png,
     results.csv, results.json and report.html.
@@ -52,24 +71,23 @@ def compare(
     from nstkit.compare import plan_variants
     from nstkit.runner.plan import find_images
 
-    named = {"size": size, "optimizer.iterations": iterations, "seed": seed}
-    overrides = [*(sets or []), *(f"{k}={v}" for k, v in named.items() if v is not None)]
     try:
-        variants = plan_variants(recipes, overrides, sweep, _load)
+        variants = plan_variants(recipes, overrides(sets, size=size, iterations=iterations,
+                                                    seed=seed), sweep, load)
         contents = [p for path in content for p in find_images(path, recursive, "content", out)]
         styles = [p for path in style for p in find_images(path, recursive, "style", out)]
         missing = [str(path) for path in reuse or [] if not path.is_dir()]
         if missing:
             raise NstkitError(f"--reuse folder(s) not found: {', '.join(missing)}")
     except NstkitError as exc:
-        _fail(exc)
-    _check_device(device)
-    _prepare_out(out)
+        fail(exc)
+    check_device(device, engine)
+    prepare_out(out)
     command = shlex.join(["nstkit", "compare", *recipes, *_options(
         content=content, style=style, out=[out], sweep=sweep, size=size,
         iterations=iterations, seed=seed, set=sets or [], device=device)])
     comparison = _collect(variants, contents, styles, out, device, reuse or [], overwrite,
-                          quiet, command)
+                          quiet, command, engine, address)
     _publish(comparison, judge_size, device, thumb)
 
 
@@ -83,36 +101,41 @@ def _options(**values: Any) -> list[str]:
 
 
 def _collect(variants: list[Variant], contents: list[Path], styles: list[Path], out: Path,
-             device: str, reuse: list[Path], overwrite: bool, quiet: bool,
-             command: str) -> Comparison:
+             device: str, reuse: list[Path], overwrite: bool, quiet: bool, command: str,
+             engine: str = "local", address: str | None = None) -> Comparison:
     from nstkit.compare import Collector, Comparison
     from nstkit.runner.display import BatchDisplay
+    from nstkit.runner.execute import InputHashes, RunOptions
 
-    host, hashes = get_host(), InputHashes()
+    plugins, hashes = host(), InputHashes()
+    try:
+        executor = plugins.executors.get(engine)(address=address)
+    except NstkitError as exc:
+        fail(exc)
     display = BatchDisplay(err, live=err.is_terminal and not quiet)
-    collector = Collector(out, RunOptions(out, device), host, lambda v, o: _report(display, v, o),
-                          reuse, overwrite)
+    collector = Collector(out, RunOptions(out, device), plugins,
+                          lambda v, o: _report(display, v, o), reuse, overwrite, executor,
+                          display)
     planned = {v.label: collector.plan(v, contents, styles) for v in variants}
     try:
         pending = {v.label: collector.pending(v, planned[v.label], hashes) for v in variants}
     except OSError as exc:
-        _fail(NstkitError(f"reading an input failed: {exc}"))
+        fail(NstkitError(f"reading an input failed: {exc}"))
     todo = sum(len(jobs) for jobs, _ in pending.values())
     display.start(todo, sum(len(planned[label]) for label in planned) - todo)
-    host.add(display, name="nstkit.runner.display")
     try:
-        for variant in variants:
-            jobs = pending[variant.label][0]
-            if jobs and collector.run(variant, jobs).interrupted:
-                raise KeyboardInterrupt
+        with plugins.added(display, name="nstkit.runner.display"):
+            for variant in variants:
+                jobs = pending[variant.label][0]
+                if jobs and collector.run(variant, jobs).interrupted:
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
         err.print("interrupted: finished outputs are kept; rerun the same command to resume")
         raise typer.Exit(130) from None
     except NstkitError as exc:
-        _fail(exc)
+        fail(exc)
     finally:
         display.close()
-        host.pm.unregister(name="nstkit.runner.display")
     entries = [e for v in variants
                for e in collector.entries(v, planned[v.label], pending[v.label][1])]
     pairs = [(c, s) for c in contents for s in styles]
@@ -127,19 +150,19 @@ def _report(display: Any, variant: Variant, outcome: Outcome) -> None:
 def _publish(comparison: Comparison, judge_size: int, device: str, thumb: int) -> None:
     from nstkit.compare import publish
     from nstkit.compare.results import judge_entries, summarise
+    from nstkit.components import build_extractor, resolve_device
     from nstkit.judge import Judge
-    from nstkit.stylize import build_extractor, resolve_device
 
     done = sum(e.status == "done" for e in comparison.entries)
     err.print(f"judging {done} output(s) at {judge_size} px with VGG19 (original weights)")
     try:
         dev = resolve_device(device)  # the judge's VGG19 is shared with recipes that use it
-        vgg = build_extractor(get_host(), "vgg19", dev, pooling="max", weights="original")
+        vgg = build_extractor(host(), "vgg19", dev, pooling="max", weights="original")
         judge = Judge(vgg, size=judge_size, device=dev)
         comparison.scores = judge_entries(comparison.entries, judge)
         paths = publish(comparison, judge, thumb)
     except NstkitError as exc:
-        _fail(exc)
+        fail(exc)
     except KeyboardInterrupt:
         err.print("interrupted while judging: the outputs are kept; rerun to publish")
         raise typer.Exit(130) from None

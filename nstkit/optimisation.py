@@ -19,7 +19,6 @@ from nstkit.extractors import FeatureExtractor
 from nstkit.losses import LossTerm, Targets
 
 Notify = Callable[..., None]
-PRECISIONS = ("fp32", "bf16")
 
 
 def extract(extractor: FeatureExtractor, image: torch.Tensor, layers: Sequence[str],

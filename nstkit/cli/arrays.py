@@ -13,11 +13,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nstkit.cli import _fail, app, console
+from nstkit.cli.common import console, fail
 from nstkit.errors import NstkitError
 
 
-@app.command()
+def register(app: typer.Typer) -> None:
+    app.command()(status)
+    app.command()(template)
+
+
 def status(
     out: Annotated[Path, typer.Argument(help="The output folder of nstkit run.")],
     verify: Annotated[bool, typer.Option(
@@ -34,7 +38,7 @@ def status(
     try:
         found = batch_status(out, verify)
     except NstkitError as exc:
-        _fail(exc)
+        fail(exc)
     total = len(found.jobs)
     console.print(f"{out}: {total} jobs ({found.recipe}, {found.shards} shard"
                   f"{'s' * (found.shards > 1)}): {found.count('done')} done, "
@@ -72,7 +76,6 @@ class Scheduler(str, Enum):
 TEMPLATES = {Scheduler.slurm: "slurm.sh", Scheduler.k8s: "k8s.yaml"}
 
 
-@app.command()
 def template(
     scheduler: Annotated[Scheduler, typer.Argument(help="slurm | k8s")],
     recipe: Annotated[str, typer.Option(help="Recipe to run.")] = "gatys",

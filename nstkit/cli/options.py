@@ -1,0 +1,45 @@
+"""Command-line options shared by ``run``, ``compare`` and ``stylize``, declared once.
+
+Each option that changes the result is an override of one config key (:data:`CONFIG_KEYS`),
+applied after the recipe's own ``set:`` and before nothing else but ``--set``'s order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+CONFIG_KEYS = {"size": "size", "iterations": "optimizer.iterations", "seed": "seed",
+               "save_every": "output.save_every"}
+
+RecipeRef = Annotated[str, typer.Argument(help="A built-in recipe name or a YAML file.")]
+Content = Annotated[list[Path], typer.Option(help="Content image or folder (repeatable).")]
+Style = Annotated[list[Path], typer.Option(help="Style image or folder (repeatable).")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
+Recursive = Annotated[bool, typer.Option(help="Search folders recursively.")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")]
+Size = Annotated[int | None, typer.Option(
+    help="Longest side of the result in pixels (overrides the recipe's size).")]
+Iterations = Annotated[int | None, typer.Option(
+    help="Optimiser steps (overrides the recipe's optimizer.iterations).")]
+Seed = Annotated[int | None, typer.Option(help="Random seed (overrides the recipe's seed).")]
+SaveEvery = Annotated[int | None, typer.Option(
+    min=0, help="Save intermediate images every N steps under OUT/steps/.")]
+Sets = Annotated[list[str] | None, typer.Option(
+    "--set", help="Override a recipe key: --set losses.1.weight=1e-2 (repeatable).")]
+Overwrite = Annotated[bool, typer.Option(help="Redo jobs that are already done.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Plain one line per job.")]
+Engine = Annotated[str, typer.Option(
+    help="Where jobs run: local (this process) or ray (actors on a Ray cluster).")]
+Address = Annotated[str | None, typer.Option(
+    help="--engine ray: the cluster (auto, ray://HOST:10001); default: a local one.")]
+
+
+def overrides(sets: list[str] | None, **options: object) -> list[str]:
+    """``--set`` items followed by the named options given (``size=256`` ->
+    ``"size=256"``, ``iterations=10`` -> ``"optimizer.iterations=10"``)."""
+    named = [f"{CONFIG_KEYS[key]}={value}" for key, value in options.items()
+             if value is not None]
+    return [*(sets or []), *named]

@@ -1,0 +1,190 @@
+"""pydantic's validation errors as nstkit's one-line problems: ``key.path: what is wrong``.
+
+Messages say what a value must be and what it was, in the recipe's own words (``null``,
+``true``), and name close matches for misspelt keys and components.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from nstkit.layers import suggest
+
+if typing.TYPE_CHECKING:
+    from nstkit.plugins import PluginHost
+
+KeyPath = tuple[str | int, ...]
+SECTIONS = ("extractor", "optimizer", "output", "multiscale")
+KINDS = {"losses": "loss", "optimizer": "optimizer", "extractor": "extractor"}
+COMMON = {"losses": ("name", "weight", "layers", "label"), "optimizer": ("name", "iterations"),
+          "extractor": ("name",)}
+
+SIMPLE = {
+    "missing": "is required",
+    "int_type": "must be an integer", "int_from_float": "must be an integer",
+    "int_parsing": "must be an integer", "float_type": "must be a number",
+    "float_parsing": "must be a number", "finite_number": "must be a finite number",
+    "bool_type": "must be true or false", "bool_parsing": "must be true or false",
+    "string_type": "must be a string", "string_too_short": "must be a non-empty string",
+    "list_type": "must be a list", "tuple_type": "must be a list",
+    "dict_type": "must be a mapping", "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping", "too_short": "must not be empty",
+    "too_long": "has too many items", "none_required": "must be null",
+    "string_pattern_mismatch": "must be letters, digits, '.', '_' or '-'",
+}
+BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
+          "less_than_equal": "<="}
+
+
+def format_path(path: KeyPath) -> str:
+    """``("losses", 1, "weight")`` -> ``losses[1].weight``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text or "(top level)"
+
+
+def show(value: Any) -> str:
+    """A value as the user wrote it, for messages: strings quoted, others as YAML scalars."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def describe_errors(error: ValidationError, data: Mapping[str, Any],
+                    host: PluginHost) -> list[tuple[KeyPath, str]]:
+    """``(key path, message)`` for each of pydantic's errors about ``data``."""
+    return [_describe(item, data, host) for item in error.errors(include_url=False)]
+
+
+def display_path(loc: tuple[Any, ...], data: Any) -> KeyPath:
+    """pydantic's location without the union tags it inserts (``losses.0.gram.shift`` ->
+    ``("losses", 0, "shift")``), found by walking ``data`` along it."""
+    path: list[str | int] = []
+    node = data
+    for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        child = _child(node, part)
+        if child is _MISSING or (not last and not isinstance(child, (Mapping, list))):
+            if not last:  # a union member's tag (``schedule`` is both a tag and a key)
+                continue
+        else:
+            node = child
+        path.append(part)
+    return tuple(path)
+
+
+_MISSING = object()
+
+
+def _child(node: Any, part: Any) -> Any:
+    if isinstance(node, Mapping):
+        return node.get(part, _MISSING)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return _MISSING
+
+
+def _describe(item: Mapping[str, Any], data: Mapping[str, Any],
+              host: PluginHost) -> tuple[KeyPath, str]:
+    path, kind, value = display_path(item["loc"], data), item["type"], item.get("input")
+    if kind == "unknown_component":
+        return (*path, "name"), _unknown_component(path, value, host)
+    if kind == "extra_forbidden":
+        return path, _unknown_key(path, data, host)
+    if kind == "literal_error":
+        return path, f"must be {item['ctx']['expected']}; got {show(value)}"
+    if kind in BOUNDS:
+        bound = next(iter(item["ctx"].values()))
+        return path, f"must be {BOUNDS[kind]} {show(bound)}, got {show(value)}"
+    if kind == "value_error":
+        return path, str(item["ctx"]["error"])
+    if kind == "missing":
+        return path, SIMPLE[kind]
+    if kind in SIMPLE:
+        return path, f"{SIMPLE[kind]}, got {show(value)}"
+    message = item["msg"]
+    return path, f"{message[0].lower()}{message[1:]}, got {show(value)}"
+
+
+def _unknown_component(path: KeyPath, value: Any, host: PluginHost) -> str:
+    registry = host.registry(KINDS[str(path[0])])
+    name = value.get("name") if isinstance(value, Mapping) else None
+    if not isinstance(name, str) or not name:
+        return f"is required (a registered {registry.kind} name), got {show(name)}"
+    try:
+        registry.entry(name)
+    except Exception as exc:  # unknown or blocked: the registry says which, and the choices
+        return str(exc)
+    return f"unknown {registry.kind} {name!r}"
+
+
+def _unknown_key(path: KeyPath, data: Mapping[str, Any], host: PluginHost) -> str:
+    key, parent = str(path[-1]), path[:-1]
+    section = str(parent[0]) if parent else ""
+    if parent and section in KINDS and len(parent) == (2 if section == "losses" else 1):
+        return _unknown_option(key, parent, data, host)
+    allowed = _allowed(parent, host)
+    hint = suggest(key, allowed)
+    nested = _nested_keys(host)
+    if not parent and (key in nested or suggest(key, list(nested))):
+        close = key if key in nested else suggest(key, list(nested)).split("'")[1]
+        hint = f" Did you mean {nested[close]!r}?"
+    return f"unknown key.{hint} Allowed: {', '.join(allowed)}."
+
+
+def _unknown_option(key: str, parent: KeyPath, data: Mapping[str, Any],
+                    host: PluginHost) -> str:
+    from nstkit.config_schema import options_model
+
+    section = str(parent[0])
+    node: Any = data
+    for part in parent:
+        node = node[part]
+    registry = host.registry(KINDS[section])
+    entry = registry.entry(node["name"])
+    model = options_model(entry, 1 if section == "optimizer" else 0, ("layers",))
+    accepted = sorted(set(model.model_fields) - {"layers"})
+    listed = ", ".join(accepted) or "(none)"
+    what = f"{registry.kind} {entry.name!r}"
+    return f"unknown option for {what}.{suggest(key, accepted)} Accepted: {listed}."
+
+
+def _allowed(parent: KeyPath, host: PluginHost) -> list[str]:
+    from nstkit.config import LayerSchedule, recipe_defaults
+    from nstkit.config_schema import config_model
+
+    model: type[BaseModel] = config_model(host)
+    if not parent:
+        return list(recipe_defaults())
+    if parent[0] == "losses":
+        return list(LayerSchedule.model_fields)
+    for part in parent:
+        annotation = model.model_fields[str(part)].annotation
+        model = next(arg for arg in (*typing.get_args(annotation), annotation)
+                     if isinstance(arg, type) and issubclass(arg, BaseModel))
+    return list(model.model_fields)
+
+
+def _nested_keys(host: PluginHost) -> dict[str, str]:
+    """A nested key's name -> its full path (``iterations`` -> ``optimizer.iterations``), for
+    keys written at the top level by mistake."""
+    from nstkit.config import MultiscaleConfig, OutputConfig
+    from nstkit.config_schema import options_model
+
+    found: dict[str, str] = {"iterations": "optimizer.iterations"}
+    for section, model in (("output", OutputConfig), ("multiscale", MultiscaleConfig)):
+        found.update({key: f"{section}.{key}" for key in model.model_fields
+                      if key not in found})
+    for entry in host.extractors:
+        if entry.options is not None:
+            found.update({key: f"extractor.{key}" for key in options_model(entry, 0, ())
+                          .model_fields if key not in found})
+    return found
