@@ -13,13 +13,13 @@ from nstkit.hookspecs import hookimpl
 if TYPE_CHECKING:
     from nstkit.config import LossTermConfig, StylizeConfig
     from nstkit.result import StyleResult
-    from nstkit.stylize import LossSpec, stylize
+    from nstkit.stylisation import LossSpec, stylize
 
 __version__ = "0.1.0"
 __all__ = ["LossSpec", "LossTermConfig", "StyleResult", "StylizeConfig", "__version__",
            "hookimpl", "stylize"]
 
-_LAZY = {"stylize": "nstkit.stylize", "LossSpec": "nstkit.stylize",
+_LAZY = {"stylize": "nstkit.stylisation", "LossSpec": "nstkit.stylisation",
          "StyleResult": "nstkit.result", "StylizeConfig": "nstkit.config",
          "LossTermConfig": "nstkit.config"}
 

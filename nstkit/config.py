@@ -22,6 +22,8 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -42,7 +44,7 @@ Pooling = Literal["max", "avg"]
 
 def _bounded(value: float) -> float:
     if abs(value) > MAX_NUMBER:
-        raise ValueError(f"is out of range (|x| > {MAX_NUMBER:g})")
+        raise ValueError(f"is out of range (|x| > {MAX_NUMBER:g}), got {str(value)[:20]}")
     return value
 
 
@@ -50,10 +52,35 @@ def _bounded(value: float) -> float:
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False), AfterValidator(_bounded)]
 NonNegative = Annotated[Number, Field(ge=0)]
 Positive = Annotated[Number, Field(gt=0)]
-Count = Annotated[int, Field(strict=True, ge=0)]
+Integer = Annotated[int, Field(strict=True), AfterValidator(_bounded)]
+Count = Annotated[Integer, Field(ge=0)]
 
 
-class Section(BaseModel):
+def _string_keys(data: Any) -> Any:
+    if isinstance(data, dict):
+        odd = [key for key in data if not isinstance(key, str)]
+        if odd:
+            raise ValueError(f"keys must be strings, got {odd[0]!r}")
+    return data
+
+
+def _version(value: Any) -> Any:
+    if type(value) is not int or value != VERSION:
+        shown = "true" if value is True else "false" if value is False else repr(value)
+        raise ValueError(f"unsupported version {shown}; this nstkit reads version {VERSION}")
+    return value
+
+
+class _Mapping(BaseModel):
+    """A mapping whose keys are strings (YAML allows others)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_are_strings(cls, data: Any) -> Any:
+        return _string_keys(data)
+
+
+class Section(_Mapping):
     """A mapping of known keys: any other key is a mistake."""
 
     model_config = ConfigDict(extra="forbid", validate_default=False)
@@ -105,7 +132,7 @@ class ImageTermOptions(Options):
 
 
 # --- components --------------------------------------------------------------------------------
-class LossTermConfig(BaseModel):
+class LossTermConfig(_Mapping):
     """One loss term: a registered loss ``name``, its ``weight``, ``layers`` and own options.
 
     ``layers`` is a list of layer names (equal weights), a mapping of layer name to weight, a
@@ -125,7 +152,7 @@ class LossTermConfig(BaseModel):
         return _options(self, {"name", "weight", "layers", "label"})
 
 
-class OptimizerConfig(BaseModel):
+class OptimizerConfig(_Mapping):
     """A registered optimiser, its number of ``iterations`` and its own options."""
 
     model_config = ConfigDict(extra="allow")
@@ -139,7 +166,7 @@ class OptimizerConfig(BaseModel):
         return _options(self, {"name", "iterations"})
 
 
-class ExtractorConfig(BaseModel):
+class ExtractorConfig(_Mapping):
     """A registered feature extractor and its options (``pooling``, ``weights`` for VGG)."""
 
     model_config = ConfigDict(extra="allow")
@@ -181,12 +208,13 @@ class MultiscaleConfig(Section):
             raise ValueError(f"must rise strictly and end at 1.0, got {scales}")
         return scales
 
-    @model_validator(mode="after")
-    def _one_share_per_scale(self) -> MultiscaleConfig:
-        if len(self.scales) != len(self.iterations):
-            raise ValueError(f"iterations needs one share per scale "
-                             f"({len(self.scales)}), got {len(self.iterations)}")
-        return self
+    @field_validator("iterations")
+    @classmethod
+    def _one_share_per_scale(cls, shares: list[float], info: ValidationInfo) -> list[float]:
+        scales = info.data.get("scales")
+        if scales is not None and len(scales) != len(shares):
+            raise ValueError(f"needs one share per scale ({len(scales)}), got {len(shares)}")
+        return shares
 
     def stages(self) -> list[tuple[float, float]]:
         """``(scale, share)`` pairs, coarse to fine."""
@@ -197,7 +225,7 @@ class OutputConfig(Section):
     """How results are written: format, JPEG/WebP quality, intermediate images."""
 
     format: ImageFormat = "png"
-    quality: Annotated[int, Field(strict=True, ge=1, le=100)] = 95
+    quality: Annotated[Integer, Field(ge=1, le=100)] = 95
     save_every: Count = 0
 
 
@@ -214,14 +242,14 @@ def default_losses() -> list[LossTermConfig]:
             LossTermConfig(name="gram", weight=1e-3, layers=list(GATYS_STYLE_LAYERS))]
 
 
-class StylizeConfig(BaseModel):
+class StylizeConfig(_Mapping):
     """Everything that decides a stylisation's result (Gatys et al. 2016 by default)."""
 
     model_config = ConfigDict(extra="forbid", validate_default=False)
 
     extractor: ExtractorConfig = Field(default_factory=lambda: ExtractorConfig(
         name="vgg19", pooling="max", weights=None))
-    size: Annotated[int, Field(strict=True, ge=16)] | None = 512
+    size: Annotated[Integer, Field(ge=16)] | None = 512
     style_scale: Positive = 1.0
     seed: Count | None = 0
     init: Annotated[str, Field(min_length=1), AfterValidator(_check_init)] = "content"
@@ -251,7 +279,8 @@ class StylizeConfig(BaseModel):
 class RecipeConfig(StylizeConfig):
     """A recipe: a stylisation plus its format ``version``, ``name`` and ``description``."""
 
-    version: Literal[1] = VERSION
+    version: Annotated[int, BeforeValidator(_version), WithJsonSchema({"const": VERSION})] = \
+        VERSION
     name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
     description: str = ""
 

@@ -64,20 +64,21 @@ def describe_errors(error: ValidationError, data: Mapping[str, Any],
     return [_describe(item, data, host) for item in error.errors(include_url=False)]
 
 
-def display_path(loc: tuple[Any, ...], data: Any) -> KeyPath:
+def display_path(loc: tuple[Any, ...], data: Any, kind: str = "") -> KeyPath:
     """pydantic's location without the union tags it inserts (``losses.0.gram.shift`` ->
-    ``("losses", 0, "shift")``), found by walking ``data`` along it."""
+    ``("losses", 0, "shift")``), found by walking ``data`` along it; ``kind`` is the error
+    type (only a missing or unknown key may end at a key that is not in ``data``)."""
     path: list[str | int] = []
     node = data
     for index, part in enumerate(loc):
         last = index == len(loc) - 1
         child = _child(node, part)
-        if child is _MISSING or (not last and not isinstance(child, (Mapping, list))):
-            if not last:  # a union member's tag (``schedule`` is both a tag and a key)
-                continue
-        else:
+        if child is _MISSING and last and kind in ("missing", "extra_forbidden", ""):
+            path.append(part)  # a key the data lacks, or has but should not
+        elif child is not _MISSING and (last or isinstance(child, (Mapping, list))):
+            path.append(part)
             node = child
-        path.append(part)
+        # else: a union member's tag (``schedule`` is both a tag and a key of its data)
     return tuple(path)
 
 
@@ -94,7 +95,8 @@ def _child(node: Any, part: Any) -> Any:
 
 def _describe(item: Mapping[str, Any], data: Mapping[str, Any],
               host: PluginHost) -> tuple[KeyPath, str]:
-    path, kind, value = display_path(item["loc"], data), item["type"], item.get("input")
+    kind, value = item["type"], item.get("input")
+    path = display_path(item["loc"], data, kind)
     if kind == "unknown_component":
         return (*path, "name"), _unknown_component(path, value, host)
     if kind == "extra_forbidden":
@@ -108,6 +110,8 @@ def _describe(item: Mapping[str, Any], data: Mapping[str, Any],
         return path, str(item["ctx"]["error"])
     if kind == "missing":
         return path, SIMPLE[kind]
+    if kind == "too_short" and path == ("losses",):
+        return path, f"must be a non-empty list of loss terms, got {show(value)}"
     if kind in SIMPLE:
         return path, f"{SIMPLE[kind]}, got {show(value)}"
     message = item["msg"]
@@ -117,8 +121,10 @@ def _describe(item: Mapping[str, Any], data: Mapping[str, Any],
 def _unknown_component(path: KeyPath, value: Any, host: PluginHost) -> str:
     registry = host.registry(KINDS[str(path[0])])
     name = value.get("name") if isinstance(value, Mapping) else None
+    if name is None:
+        return "is required"
     if not isinstance(name, str) or not name:
-        return f"is required (a registered {registry.kind} name), got {show(name)}"
+        return f"must be a registered {registry.kind} name, got {show(name)}"
     try:
         registry.entry(name)
     except Exception as exc:  # unknown or blocked: the registry says which, and the choices

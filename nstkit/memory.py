@@ -22,12 +22,15 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from nstkit.extractors import FeatureExtractor
+
+if TYPE_CHECKING:
+    from nstkit.config import StylizeConfig
 
 GIB = 1024 ** 3
 MIB = 1024 ** 2
@@ -142,25 +145,23 @@ def result_size(height: int, width: int, size: int | None) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def estimate_for_recipe(options: Mapping[str, Any], height: int, width: int, batch: int = 1,
+def estimate_for_recipe(config: StylizeConfig, height: int, width: int, batch: int = 1,
                         host: Any = None) -> MemoryEstimate:
-    """:func:`estimate_memory` for :meth:`nstkit.recipe.Recipe.stylize_options` at a result
-    size of ``height x width``; the extractor is built with random weights (cheap)."""
+    """:func:`estimate_memory` for a configuration (a recipe's ``config``) at a result size
+    of ``height x width``; the extractor is built with random weights (cheap)."""
+    from nstkit.components import build_terms
     from nstkit.optimisation import feature_layers
     from nstkit.plugins import get_host
-    from nstkit.stylize import LossSpec, build_terms
 
     host = host or get_host()
-    factory = host.extractors.get(options["extractor"])
-    extra = dict(options.get("extractor_options") or {})
+    factory = host.extractors.get(config.extractor.name)
+    options = {**config.extractor.options, "weights": "random"}
     try:
-        extractor = factory(pooling=options["pooling"], weights="random", **extra)
-    except TypeError:  # an extractor without these options
-        extractor = factory(**extra)
-    terms = build_terms(host, [LossSpec.coerce(spec) for spec in options["losses"]])
+        extractor = factory(**options)
+    except TypeError:  # an extractor without a weights option
+        extractor = factory(**config.extractor.options)
+    terms = build_terms(host, config.losses)
     return estimate_memory(extractor, feature_layers(terms, extractor), height, width,
-                           batch=batch, style_scale=options.get("style_scale", 1.0),
-                           precision=options.get("precision", "fp32"),
-                           optimizer=options["optimizer"],
-                           optimizer_options=options.get("optimizer_options"))
-
+                           batch=batch, style_scale=config.style_scale,
+                           precision=config.precision, optimizer=config.optimizer.name,
+                           optimizer_options=config.optimizer.options)

@@ -314,7 +314,7 @@ def stylize_tiny(host: PluginHost | None = None, *, size: int = 32, iterations: 
     Returns:
         The :class:`nstkit.StyleResult`; its ``image`` is ``(1, 3, size, size)`` in ``[0, 1]``.
     """
-    from nstkit.stylize import stylize
+    from nstkit.stylisation import stylize
 
     images = tiny_images(size)
     options.setdefault("losses", [{"name": "content"}, {"name": "gram", "weight": 1.0}])

@@ -162,7 +162,7 @@ def test_importing_nstkit_does_not_import_torchvision() -> None:
     import subprocess
     import sys
 
-    code = "import sys, nstkit, nstkit.stylize, nstkit.cli; print('torchvision' in sys.modules)"
+    code = "import sys, nstkit, nstkit.stylisation, nstkit.cli; print('torchvision' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"  # a second of start-up (it imports torch._dynamo)

@@ -150,7 +150,7 @@ def test_multiscale_runs_each_stage_from_the_last(pair) -> None:
 
 def test_upsampling_a_stage_adds_back_the_contents_detail(pair) -> None:
     from nstkit.image import resize_to
-    from nstkit.stylize import upsample_stage
+    from nstkit.stylisation import upsample_stage
 
     content = load_image(pair[0])  # 43 x 64
     coarse = resize_to(content, (22, 32))
@@ -180,7 +180,7 @@ class _TinyExtractors:
 
 
 def test_extractor_cache_keeps_the_most_recent_few() -> None:
-    from nstkit.stylize import EXTRACTOR_CACHE_SIZE, _extractors, build_extractor
+    from nstkit.stylisation import EXTRACTOR_CACHE_SIZE, _extractors, build_extractor
 
     host = make_host(_TinyExtractors())
     cpu = torch.device("cpu")

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nstkit.compare.curves import CurveRecorder
 from nstkit.compare.variants import Variant
+from nstkit.executors import Executor, ProgressSink, ProgressTee, RunRequest
+from nstkit.executors.local import LocalExecutor
 from nstkit.plugins import PluginHost
-from nstkit.runner.execute import (
-    InputHashes,
-    Outcome,
-    RunOptions,
-    RunSummary,
-    is_done,
-    run_batch,
-    split_done,
-)
+from nstkit.runner.execute import InputHashes, Outcome, RunOptions, RunSummary, is_done, split_done
 from nstkit.runner.manifest import latest_records
 from nstkit.runner.plan import Job, plan_jobs
 
@@ -77,6 +71,11 @@ class Collector:
         options: run options shared by every variant (``out`` is replaced per variant).
         host: the plugin host the runs use.
         report: called with each finished job's outcome (the progress display).
+        reuse: ``nstkit run`` folders whose finished outputs are taken instead of remade.
+        overwrite: redo the jobs already done in the variants' own run folders.
+        executor: the engine that runs the jobs (``host.executors.get(name)(address=...)``).
+        progress: where the engine sends the progress of jobs it runs in other processes
+            (the display); the loss curves are recorded either way.
     """
 
     out: Path
@@ -85,6 +84,8 @@ class Collector:
     report: Callable[[Variant, Outcome], None]
     reuse: Sequence[Path] = ()
     overwrite: bool = False
+    executor: Executor = field(default_factory=LocalExecutor)
+    progress: ProgressSink | None = None
 
     def plan(self, variant: Variant, contents: Sequence[Path],
              styles: Sequence[Path]) -> list[Job]:
@@ -103,17 +104,23 @@ class Collector:
         return self.out / RUNS / variant.folder
 
     def run(self, variant: Variant, jobs: Sequence[Job]) -> RunSummary:
-        """Run ``jobs`` (the pending ones) of ``variant``, recording loss curves."""
+        """Run ``jobs`` (the pending ones) of ``variant`` with the executor, recording loss
+        curves: of local jobs through the lifecycle hooks, of remote ones through the
+        progress the executor relays."""
         run_dir = self.run_dir(variant)
+        run_dir.mkdir(parents=True, exist_ok=True)
         options = RunOptions(run_dir, self.options.device, self.options.batch_size,
                              self.options.fail_fast)
-        name = f"nstkit.compare.curves.{variant.folder}"
-        self.host.add(CurveRecorder(run_dir), name=name)
-        try:
-            return run_batch(variant.recipe, jobs, options, self.host,
-                             lambda outcome: self.report(variant, outcome))
-        finally:
-            self.host.pm.unregister(name=name)
+        curves = CurveRecorder(run_dir)
+
+        def report(outcome: Outcome) -> None:
+            curves.finished(outcome)
+            self.report(variant, outcome)
+
+        progress = curves if self.progress is None else ProgressTee(self.progress, curves)
+        request = RunRequest(variant.recipe, jobs, options, self.host, report, progress)
+        with self.host.added(curves, name=f"nstkit.compare.curves.{variant.folder}"):
+            return self.executor.run(request)
 
     def entries(self, variant: Variant, jobs: Sequence[Job],
                 reused: dict[Job, Path]) -> list[Entry]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from nstkit.job import JobInfo
@@ -23,11 +23,53 @@ if TYPE_CHECKING:
 class ProgressSink(Protocol):
     """Receives the progress of jobs that run in other processes, several at a time, so a
     display on the driver can show them (what ``on_job_start`` and ``on_step`` tell about local
-    jobs, without the image)."""
+    jobs, without the image). Every step of a job is told, in order, but they may arrive a few
+    at a time."""
 
     def job_started(self, job: JobInfo) -> None: ...
 
     def job_step(self, job: JobInfo, step: int, losses: Mapping[str, float]) -> None: ...
+
+
+@runtime_checkable
+class TimedProgressSink(ProgressSink, Protocol):
+    """A progress sink that wants to know when each step was reached: ``seconds`` since the
+    job started, measured where it runs (the driver's clock would add the relay's delays).
+    Engines tell such a sink ``job_step_at`` instead of ``job_step`` (see :func:`tell_step`).
+    """
+
+    def job_step_at(self, job: JobInfo, step: int, losses: Mapping[str, float],
+                    seconds: float) -> None: ...
+
+
+def tell_step(sink: ProgressSink, job: JobInfo, step: int, losses: Mapping[str, float],
+              seconds: float) -> None:
+    """Tell ``sink`` a step of a remote job, with its time if the sink takes it."""
+    if isinstance(sink, TimedProgressSink):
+        sink.job_step_at(job, step, losses, seconds)
+    else:
+        sink.job_step(job, step, losses)
+
+
+class ProgressTee:
+    """Several progress sinks as one (a display and a loss-curve recorder, say); each is told
+    everything, in the order given."""
+
+    def __init__(self, *sinks: ProgressSink) -> None:
+        self.sinks = sinks
+
+    def job_started(self, job: JobInfo) -> None:
+        for sink in self.sinks:
+            sink.job_started(job)
+
+    def job_step(self, job: JobInfo, step: int, losses: Mapping[str, float]) -> None:
+        for sink in self.sinks:
+            sink.job_step(job, step, losses)
+
+    def job_step_at(self, job: JobInfo, step: int, losses: Mapping[str, float],
+                    seconds: float) -> None:
+        for sink in self.sinks:
+            tell_step(sink, job, step, losses, seconds)
 
 
 def _ignore(outcome: Outcome) -> None:
@@ -61,4 +103,5 @@ class Executor(Protocol):
     def run(self, request: RunRequest) -> RunSummary: ...
 
 
-__all__ = ["Executor", "ProgressSink", "RunRequest"]
+__all__ = ["Executor", "ProgressSink", "ProgressTee", "RunRequest", "TimedProgressSink",
+           "tell_step"]

@@ -25,13 +25,15 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError, RayError
 from ray.util.queue import Queue
 
+from nstkit.components import resolve_device
 from nstkit.errors import NstkitError
-from nstkit.executors import RunRequest
+from nstkit.executors import RunRequest, tell_step
 from nstkit.executors.ray_worker import JobWorker
 from nstkit.job import JobInfo
-from nstkit.runner.execute import Outcome, Runner, RunSummary
+from nstkit.runner.execute import group_jobs
 from nstkit.runner.manifest import ManifestWriter
 from nstkit.runner.plan import Job
+from nstkit.runner.record import JobRecorder, Outcome, RunSummary
 
 
 class WorkerCrashError(RuntimeError):
@@ -110,14 +112,14 @@ class _Driver:
 
     def __init__(self, engine: RayExecutor, request: RunRequest) -> None:
         self.engine, self.request = engine, request
-        options = request.options
-        self.writer = ManifestWriter(options.out, options.shard)
-        # records failures the workers could not (crashes) and collects the outcomes
-        self.recorder = Runner(request.recipe, options, request.host, request.report,
-                               writer=self.writer)
-        self.recorder.common["worker"] = {"engine": "ray"}
+        recipe, options = request.recipe, request.options
+        # writes the workers' records, records the failures they could not (crashes) and
+        # collects the outcomes
+        self.recorder = JobRecorder(recipe, str(resolve_device(options.device)),
+                                    ManifestWriter(options.out, options.shard), request.report,
+                                    shard=options.shard, worker={"engine": "ray"})
         self.work: deque[tuple[list[Job], int]] = deque(
-            (group, 0) for group in self.recorder.groups(request.jobs))
+            (group, 0) for group in group_jobs(request.jobs, recipe, options.batch_size))
         self.pending: dict[Any, _Flight] = {}
         self.queues: list[deque[Any]] = []
         self.crashes: list[int] = []
@@ -198,7 +200,7 @@ class _Driver:
             self.probe()
             if all(state == "dead" for state in self.state):
                 for group, _ in self.work:
-                    self.recorder.fail(group, WorkerCrashError(
+                    self.recorder.failed(group, WorkerCrashError(
                         f"every Ray worker died ({self.engine.max_restarts} restarts each)"), 0.0)
                 self.work.clear()
                 return
@@ -251,7 +253,7 @@ class _Driver:
             self.crashed(flight, was_running, exc)
             return
         except RayError as exc:  # the worker code itself raised: not worth a retry
-            self.recorder.fail(flight.jobs, WorkerCrashError(_short(exc)), 0.0)
+            self.recorder.failed(flight.jobs, WorkerCrashError(_short(exc)), 0.0)
             return
         for item in results:
             self.result(flight, item)
@@ -267,7 +269,7 @@ class _Driver:
         if self.crashes[flight.actor] > self.engine.max_restarts:
             self.state[flight.actor] = "dead"
         if flight.attempt >= self.engine.max_retries:
-            self.recorder.fail(flight.jobs, WorkerCrashError(
+            self.recorder.failed(flight.jobs, WorkerCrashError(
                 f"the Ray worker died {flight.attempt + 1} times running this job: "
                 f"{_short(exc)}"), 0.0)
             return
@@ -279,19 +281,19 @@ class _Driver:
                 and flight.attempt < self.engine.max_retries:
             self.work.append(([job], flight.attempt + 1))
             return
-        self.writer.append(item["record"])
-        self.recorder.outcome(Outcome(job, item["status"], item["seconds"], item["error"],
-                                      item["losses"], item["retryable"]))
+        self.recorder.add(Outcome(job, item["status"], item["seconds"], item["error"],
+                                  item["losses"], item["retryable"]), item["record"])
 
     def relay_progress(self) -> None:
-        """Show the workers' job starts and steps on the driver's display."""
+        """Pass the workers' job starts and every step on to the request's progress sink."""
         sink = self.request.progress
         if self.progress is None or sink is None:
             return
         for event in self.progress.get_nowait_batch(self.progress.qsize()):
             if event[0] == "start":
-                _, name, iterations, device, size = event
-                self.infos[name] = JobInfo(name, iterations, device, size)
+                _, name, iterations, device, size, extra = event
+                self.infos[name] = JobInfo(name, iterations, device, size, extra)
                 sink.job_started(self.infos[name])
-            elif event[0] == "step" and event[1] in self.infos:
-                sink.job_step(self.infos[event[1]], event[2], event[3])
+            elif event[0] == "steps" and event[1] in self.infos:
+                for step, seconds, losses in event[2]:
+                    tell_step(sink, self.infos[event[1]], step, losses, seconds)

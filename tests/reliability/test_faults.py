@@ -25,7 +25,7 @@ from nstkit.plugins import PluginHost, get_host
 from nstkit.recipe import load_recipe, schema
 from nstkit.runner.execute import Runner, RunOptions
 from nstkit.runner.manifest import file_sha256
-from nstkit.stylize import build_extractor
+from nstkit.stylisation import build_extractor
 from nstkit.testing import TinyExtractor
 
 from .conftest import FAST, by_content, records, run

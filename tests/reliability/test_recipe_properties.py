@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from nstkit.errors import RecipeError
 from nstkit.plugins import PluginHost
 from nstkit.recipe import Recipe, load_recipe
-from nstkit.recipe.schema import DEFAULTS, NESTED_KEYS
+from nstkit.config import recipe_defaults
 
 SETTINGS = settings(max_examples=120, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -23,6 +23,8 @@ WORDS = ["gatys", "content", "gram", "shifted_gram", "tv", "colour", "vgg19", "v
          "adam", "sgd", "relu1_1", "relu4_2", "conv5_4", "pool2", "block4_conv2", "max", "avg",
          "random", "original", "png", "jpg", "noise", "style", "luminance", "geometric",
          "equal", "lab", "1e-3", "-1", ".nan", "../x.yaml", "/", ""]
+DEFAULTS = recipe_defaults()
+NESTED_KEYS = ["pooling", "weights", "format", "save_every", "quality", "scales"]
 NAMES = [*DEFAULTS, *NESTED_KEYS, "extends", "set", "layers", "weight", "label", "ratio",
          "rising", "schedule", "shift", "exponent", "space", "lr", "history_size",
          "line_search", "betas", "momentum", "normalization", "iterations", "scales"]
@@ -89,8 +91,7 @@ def loads_or_recipe_error(path: Path, host: PluginHost, sets: list[str] = ()) ->
         return
     assert isinstance(recipe, Recipe)
     assert set(recipe.data) == set(DEFAULTS)
-    assert all(math.isfinite(term["weight"]) and term["weight"] >= 0
-               for term in recipe.stylize_options()["losses"])
+    assert all(math.isfinite(term.weight) and term.weight >= 0 for term in recipe.config.losses)
     assert len(recipe.hash) == 64
 
 
