@@ -38,7 +38,7 @@ from nstkit.judge import Judge
 from nstkit.memory import estimate_for_recipe
 from nstkit.plugins import PluginHost
 from nstkit.recipe import load_recipe
-from nstkit.stylize import build_extractor, fast_cuda, memory_format
+from nstkit.stylisation import build_extractor, fast_cuda, memory_format
 
 
 def sync(device: torch.device) -> None:

@@ -29,7 +29,7 @@ import nstkit
 from nstkit.memory import estimate_for_recipe
 from nstkit.plugins import PluginHost
 from nstkit.recipe import load_recipe
-from nstkit.stylize import build_extractor
+from nstkit.stylisation import build_extractor
 size, iterations = int(sys.argv[1]), int(sys.argv[2])
 def status(key):  # bytes of a /proc/self/status field (VmRSS now, VmHWM the peak)
     for line in open("/proc/self/status"):

@@ -123,7 +123,7 @@ def time_to_quality(name: str, options: dict[str, Any], judge: Any, target: Any,
     """Seconds (judging excluded) until ``target`` quality, or ``None`` within ``budget``."""
     import nstkit
     from nstkit.plugins import PluginHost
-    from nstkit.stylize import stage_plan
+    from nstkit.stylisation import stage_plan
 
     ends, done = set(), 0
     for _, steps in stage_plan(options["iterations"], options.get("multiscale")):

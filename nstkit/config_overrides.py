@@ -49,7 +49,7 @@ def apply_overrides(config: StylizeConfig, overrides: Mapping[str, Any],
         data[key] = value
     from nstkit.config_schema import validate_config
 
-    resolved, problems = validate_config(data, host, lambda path: "stylize()")
+    resolved, problems = validate_config(data, host, lambda path: "stylize()", build=False)
     if resolved is None:
         raise ConfigError(problems)
     return StylizeConfig.model_validate(resolved.model_dump(exclude={"version", "name",

@@ -132,12 +132,13 @@ def config_model(host: PluginHost) -> type[RecipeConfig]:
 
 
 def validate_config(data: Mapping[str, Any], host: PluginHost,
-                    source: Callable[[KeyPath], str] = lambda path: "recipe",
-                    ) -> tuple[RecipeConfig | None, list[str]]:
+                    source: Callable[[KeyPath], str] = lambda path: "recipe", *,
+                    build: bool = True) -> tuple[RecipeConfig | None, list[str]]:
     """Check a resolved recipe; ``(config, [])`` when valid, else ``(None, problems)``.
 
     Each problem reads ``"<source>: <key path>: <what is wrong>"``; ``source`` names the file
-    (or ``--set``) that gave a key path.
+    (or ``--set``) that gave a key path. With ``build``, plugin components that declare no
+    options model are built once to check their values (see :func:`build_problems`).
     """
     config, problems = None, []
     try:
@@ -145,7 +146,7 @@ def validate_config(data: Mapping[str, Any], host: PluginHost,
     except ValidationError as exc:
         problems += [(path, message) for path, message in describe_errors(exc, data, host)]
     problems += layer_problems(data, host)
-    if config is not None:
+    if config is not None and build:
         problems += build_problems(config, host)
     lines = [f"{source(path)}: {format_path(path)}: {message}" for path, message in problems]
     return (config if not lines else None), list(dict.fromkeys(lines))

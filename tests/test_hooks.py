@@ -52,7 +52,7 @@ def test_hook_register_extractors(make_plugin) -> None:
     assert registered == [1]  # once per host
     result = _stylize(host, extractor="tiny", pooling="avg", iterations=1)
     assert calls == [{"pooling": "avg", "weights": None}]
-    assert result.settings["extractor"] == "TinyExtractor"
+    assert result.settings["extractor"] == {"name": "tiny", "pooling": "avg"}
     assert registered == [1]
 
 

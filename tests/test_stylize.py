@@ -54,8 +54,10 @@ def test_result_carries_image_history_timing_and_device(pair, tmp_path) -> None:
     assert result.pil.size == (48, 32)
     path = result.save(tmp_path / "out.png")
     assert load_image(path).shape == (1, 3, 32, 48)
-    assert result.settings["weights"] == "original"
-    assert result.settings["losses"][0]["layers"] == {"relu4_2": 1.0}
+    assert result.config == nstkit.StylizeConfig(size=48, optimizer={"name": "lbfgs",
+                                                                      "iterations": 3})
+    assert result.settings["extractor"] == {"name": "vgg19", "pooling": "max", "weights": None}
+    assert result.settings["losses"][0]["layers"] == ["relu4_2"]
 
 
 def test_same_seed_same_image(pair) -> None:
@@ -81,8 +83,9 @@ def test_blended_styles_and_a_batch_of_contents(tiny) -> None:
                             extractor="vgg16", weights="random", pooling="avg",
                             optimizer="adam", device="cpu")
     assert result.image.shape == (2, 3, 43, 64)
-    assert result.settings["style_blend"] == pytest.approx([0.7, 0.3])
-    assert len(result.pil_images()) == 2
+    assert result.style_blend == pytest.approx([0.7, 0.3])
+    assert result.settings["extractor"] == {"name": "vgg16", "weights": "random",
+                                            "pooling": "avg"}
 
 
 @pytest.mark.parametrize("mode", ["luminance", "linear", "histogram"])
@@ -109,11 +112,13 @@ def test_colour_loss_term_pulls_towards_content_chroma(pair) -> None:
 
 
 def test_bad_arguments_are_refused(pair) -> None:
-    with pytest.raises(ValueError, match="preserve_colour must be one of"):
+    with pytest.raises(ValueError, match="preserve_colour: must be 'luminance', 'linear' or "
+                                         "'histogram'; got 'sepia'"):
         nstkit.stylize(*pair, preserve_colour="sepia")
     with pytest.raises(ValueError, match="style_blend needs 1 non-negative weights"):
         nstkit.stylize(*pair, style_blend=[0.5, 0.5])
-    with pytest.raises(nstkit.errors.UnknownComponentError, match="unknown layer 'relu9_1'"):
+    with pytest.raises(nstkit.errors.ConfigError, match=r"losses\[0\]\.layers\[0\]: unknown layer "
+                                                       r"'relu9_1'"):
         nstkit.stylize(*pair, size=32, iterations=1, content_layers=["relu9_1"], device="cpu")
 
 
@@ -145,7 +150,7 @@ def test_multiscale_runs_each_stage_from_the_last(pair) -> None:
                             multiscale=[(0.5, 0.5), (1.0, 0.5)], host=host)
     assert seen == [(1, (32, 32)), (2, (32, 32)), (3, (64, 64)), (4, (64, 64))]
     assert len(result.history["total"]) == 4 + 2
-    assert result.settings["stages"] == [[0.5, 2], [1.0, 2]]
+    assert result.stages == [[0.5, 2], [1.0, 2]]
 
 
 def test_upsampling_a_stage_adds_back_the_contents_detail(pair) -> None:
@@ -167,10 +172,10 @@ def test_multiscale_detail_is_a_recipe_switch() -> None:
     from nstkit.recipe import load_recipe
 
     on = load_recipe("gatys", ["multiscale.scales=[0.5, 1.0]",
-                               "multiscale.iterations=[1, 1]"]).stylize_options()
+                               "multiscale.iterations=[1, 1]"]).config
     off = load_recipe("gatys", ["multiscale={scales: [0.5, 1.0], iterations: [1, 1], "
-                                "detail: false}"]).stylize_options()
-    assert (on["multiscale_detail"], off["multiscale_detail"]) == (True, False)
+                                "detail: false}"]).config
+    assert (on.multiscale.detail, off.multiscale.detail) == (True, False)
 
 
 class _TinyExtractors:
@@ -180,7 +185,7 @@ class _TinyExtractors:
 
 
 def test_extractor_cache_keeps_the_most_recent_few() -> None:
-    from nstkit.stylisation import EXTRACTOR_CACHE_SIZE, _extractors, build_extractor
+    from nstkit.components import EXTRACTOR_CACHE_SIZE, _extractors, build_extractor
 
     host = make_host(_TinyExtractors())
     cpu = torch.device("cpu")
@@ -214,7 +219,7 @@ def test_bf16_autocast_runs_and_stays_close_to_fp32(pair) -> None:
     features = extract(VGGExtractor(weights="random"), torch.rand(1, 3, 32, 32), ["relu2_1"],
                        "bf16")
     assert features["relu2_1"].dtype == torch.float32  # the losses see float32
-    with pytest.raises(ValueError, match="precision must be one of"):
+    with pytest.raises(ValueError, match="precision: must be 'fp32' or 'bf16'; got 'fp16'"):
         nstkit.stylize(*pair, precision="fp16")
 
 
@@ -223,4 +228,4 @@ def test_bf16_autocast_runs_and_stays_close_to_fp32(pair) -> None:
 def test_multiscale_detail_only_for_runs_from_the_content(pair, init, detail) -> None:
     result = nstkit.stylize(*pair, size=32, iterations=2, weights="random", init=init,
                             multiscale=[(0.5, 1), (1.0, 1)], device="cpu")
-    assert result.settings["multiscale_detail"] is detail
+    assert result.detail is detail

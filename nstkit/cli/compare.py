@@ -88,7 +88,8 @@ def compare(
         iterations=iterations, seed=seed, set=sets or [], device=device)])
     comparison = _collect(variants, contents, styles, out, device, reuse or [], overwrite,
                           quiet, command, engine, address)
-    _publish(comparison, judge_size, device, thumb)
+    # the judge runs here: a cluster engine's --device names the workers' device
+    _publish(comparison, judge_size, device if engine == "local" else "auto", thumb)
 
 
 def _options(**values: Any) -> list[str]:
@@ -143,8 +144,8 @@ def _collect(variants: list[Variant], contents: list[Path], styles: list[Path], 
 
 
 def _report(display: Any, variant: Variant, outcome: Outcome) -> None:
-    display.job_finished(f"{variant.label}: {outcome.job.output}", outcome.status,
-                         outcome.seconds, outcome.error or "")
+    display.job_finished(outcome.job.output, outcome.status, outcome.seconds,
+                         outcome.error or "", label=f"{variant.label}: {outcome.job.output}")
 
 
 def _publish(comparison: Comparison, judge_size: int, device: str, thumb: int) -> None:

@@ -50,13 +50,15 @@ class BatchDisplay:
             self.progress.start()
             self.overall = self.progress.add_task("jobs", total=total, info="")
 
-    def job_finished(self, name: str, status: str, seconds: float, detail: str = "") -> None:
+    def job_finished(self, name: str, status: str, seconds: float, detail: str = "",
+                     label: str | None = None) -> None:
+        """One line for the job ``name`` (its bar removed), shown as ``label`` if given."""
         self.finished += 1
         if self.overall is not None:
             self.progress.update(self.overall, advance=1)
         if name in self.job_tasks:
             self.progress.remove_task(self.job_tasks.pop(name)[0])
-        line = f"[{self.finished}/{self.total}] {name}: {status} in {seconds:.1f} s"
+        line = f"[{self.finished}/{self.total}] {label or name}: {status} in {seconds:.1f} s"
         self.console.print(line + (f" ({detail})" if detail else ""), highlight=False,
                            markup=False)
 

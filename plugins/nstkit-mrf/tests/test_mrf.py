@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 nstkit_mrf = pytest.importorskip(
     "nstkit_mrf", reason="nstkit-mrf is not installed: pip install -e plugins/nstkit-mrf")
 
 from nstkit_mrf import MRFLoss, match_patches, mrf_loss, style_patches  # noqa: E402
 from nstkit_mrf import plugin as mrf_plugin  # noqa: E402
+from nstkit_mrf.options import MRFOptions  # noqa: E402
 
 import nstkit  # noqa: E402
+from nstkit.errors import RecipeError  # noqa: E402
 from nstkit.losses import Targets  # noqa: E402
+from nstkit.recipe import load_recipe  # noqa: E402
 from nstkit.testing import (  # noqa: E402
     check_loss,
     make_host,
@@ -160,6 +168,8 @@ class TestPlugin:
 
     def test_registers_mrf(self) -> None:
         entry = make_host(mrf_plugin).losses.entry("mrf")
+        assert entry.target == "nstkit_mrf.loss:MRFLoss"  # lazy: imported when first built
+        assert entry.options is MRFOptions
         assert entry.factory is MRFLoss
         assert entry.plugin == "nstkit_mrf.plugin"
 
@@ -193,3 +203,72 @@ class TestPlugin:
             host=make_host(mrf_plugin), device="cpu", seed=0)
         assert result.history["mrf"][-1] < 0.9 * result.history["mrf"][0]
         assert result.history["total"][-1] < 0.9 * result.history["total"][0]
+
+
+HEAVY = ("torch", "numpy", "scipy")
+
+
+def _heavy_modules_after(code: str) -> list[str]:
+    """Which of :data:`HEAVY` a fresh interpreter has imported after running ``code``."""
+    probe = f"import sys\n{code}\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return ast.literal_eval(done.stdout.strip().splitlines()[-1])
+
+
+def _recipe(folder: Path, **options: object) -> Path:
+    """A recipe file with an ``mrf`` term carrying ``options``."""
+    losses = [{"name": "content", "weight": 1.0, "layers": ["relu4_2"]},
+              {"name": "mrf", "weight": 10.0, "layers": ["relu3_1"], **options}]
+    path = folder / "mrf.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "extends": "gatys", "losses": losses}),
+                    encoding="utf-8")
+    return path
+
+
+class TestLazyRegistration:
+    """nstkit imports the entry-point module at start-up: it must not import torch, and the
+    options model it registers must say what :class:`MRFLoss` accepts."""
+
+    @pytest.mark.slow
+    def test_importing_the_entry_point_module_imports_no_torch(self) -> None:
+        assert _heavy_modules_after("import nstkit_mrf.plugin") == []
+
+    @pytest.mark.slow
+    def test_validating_a_recipe_with_mrf_imports_no_torch(self, tmp_path: Path) -> None:
+        code = ("import nstkit_mrf.plugin\nfrom nstkit.plugins import PluginHost\n"
+                "from nstkit.recipe import load_recipe\n"
+                "host = PluginHost(plugins=[nstkit_mrf.plugin], autoload=False)\n"
+                f"load_recipe({str(_recipe(tmp_path, patch_size=5))!r}, host=host)")
+        assert _heavy_modules_after(code) == []
+
+    @pytest.mark.slow
+    def test_the_loss_itself_is_imported_on_first_access(self) -> None:
+        assert "torch" in _heavy_modules_after("import nstkit_mrf\nnstkit_mrf.MRFLoss")
+
+    def test_the_options_model_mirrors_the_factory_signature(self) -> None:
+        parameters = inspect.signature(MRFLoss).parameters
+        defaults = {name: p.default for name, p in parameters.items() if name != "layers"}
+        assert {name: f.default for name, f in MRFOptions.model_fields.items()} == defaults
+        MRFOptions.model_validate(defaults)  # the defaults are within the declared limits
+
+    def test_valid_options_load(self, tmp_path: Path) -> None:
+        recipe = load_recipe(_recipe(tmp_path, patch_size=5, style_stride=2),
+                             host=make_host(mrf_plugin))
+        assert recipe.config.losses[1].options == {"patch_size": 5, "style_stride": 2}
+
+    @pytest.mark.parametrize(("options", "message"), [
+        ({"patch_size": 0}, "losses[1].patch_size: must be >= 1, got 0"),
+        ({"style_stride": -2}, "losses[1].style_stride: must be >= 1, got -2"),
+        ({"image_stride": 1.5}, "losses[1].image_stride: must be an integer, got 1.5"),
+        ({"chunk_size": "big"}, "losses[1].chunk_size: must be an integer"),
+        ({"patch_sise": 3}, "losses[1].patch_sise: unknown option for loss 'mrf'. "
+                            "Did you mean 'patch_size'?"),
+    ])
+    def test_a_bad_option_is_reported_by_load_recipe(self, tmp_path: Path, options: dict,
+                                                      message: str) -> None:
+        with pytest.raises(RecipeError) as caught:
+            load_recipe(_recipe(tmp_path, **options), host=make_host(mrf_plugin))
+        [problem] = caught.value.problems
+        assert problem.startswith(f"{tmp_path / 'mrf.yaml'}: {message}"), problem

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import itertools
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 pytest.importorskip("scipy", reason="SciPy is not installed (pip install scipy)")
 pytest.importorskip(
     "nstkit_scipy", reason="nstkit-scipy is not installed: pip install -e plugins/nstkit-scipy")
 
 from nstkit_scipy import LBFGSB, plugin
+from nstkit_scipy.options import LBFGSBOptions
 from scipy.optimize import fmin_l_bfgs_b, rosen, rosen_der
 
 import nstkit
+from nstkit.errors import RecipeError
+from nstkit.recipe import load_recipe
 from nstkit.testing import check_optimizer, make_host, sample_images, stylize_tiny, tiny_images
 
 
@@ -133,6 +141,8 @@ def test_bad_options_are_reported() -> None:
 
 def test_registers_scipy_lbfgsb() -> None:
     entry = make_host(plugin).optimizers.entry("scipy-lbfgsb")
+    assert entry.target == "nstkit_scipy.optimizer:LBFGSB"  # lazy: imported when first built
+    assert entry.options is LBFGSBOptions
     assert entry.factory is LBFGSB
     assert entry.plugin == "nstkit_scipy.plugin"
 
@@ -177,3 +187,81 @@ def test_seed_000_recipe_on_the_sample_images(tmp_path: Path) -> None:
     total = result.history["total"]
     assert total[-1] < 0.2 * total[0]
     assert all(later < earlier for earlier, later in itertools.pairwise(total))
+
+
+# --- lazy registration: nstkit imports the entry-point module at start-up ----------------------
+HEAVY = ("torch", "numpy", "scipy")
+
+
+def _heavy_modules_after(code: str) -> list[str]:
+    """Which of :data:`HEAVY` a fresh interpreter has imported after running ``code``."""
+    probe = f"import sys\n{code}\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return ast.literal_eval(done.stdout.strip().splitlines()[-1])
+
+
+def _recipe(folder: Path, **options: object) -> Path:
+    """A recipe file using ``scipy-lbfgsb`` with ``options``."""
+    path = folder / "scipy.yaml"
+    optimizer = {"name": "scipy-lbfgsb", "iterations": 2, **options}
+    path.write_text(yaml.safe_dump({"version": 1, "extends": "gatys", "optimizer": optimizer}),
+                    encoding="utf-8")
+    return path
+
+
+@pytest.mark.slow
+def test_importing_the_entry_point_module_imports_no_torch_numpy_or_scipy() -> None:
+    assert _heavy_modules_after("import nstkit_scipy.plugin") == []
+
+
+@pytest.mark.slow
+def test_validating_a_recipe_with_scipy_lbfgsb_imports_no_torch(tmp_path: Path) -> None:
+    code = ("import nstkit_scipy.plugin\nfrom nstkit.plugins import PluginHost\n"
+            "from nstkit.recipe import load_recipe\n"
+            "host = PluginHost(plugins=[nstkit_scipy.plugin], autoload=False)\n"
+            f"load_recipe({str(_recipe(tmp_path, maxfun=15))!r}, host=host)")
+    assert _heavy_modules_after(code) == []
+
+
+@pytest.mark.slow
+def test_the_optimiser_itself_is_imported_on_first_access() -> None:
+    assert _heavy_modules_after("import nstkit_scipy\nnstkit_scipy.LBFGSB") == sorted(HEAVY)
+
+
+def test_the_options_model_mirrors_the_factory_signature() -> None:
+    parameters = inspect.signature(LBFGSB).parameters
+    defaults = {name: p.default for name, p in parameters.items() if name != "params"}
+    assert {name: f.default for name, f in LBFGSBOptions.model_fields.items()} == defaults
+    LBFGSBOptions.model_validate(defaults)  # the defaults are within the declared limits
+
+
+@pytest.mark.parametrize("options", [
+    {"maxfun": 15, "m": 5, "factr": 1e12, "pgtol": 0, "maxiter": 100, "maxls": 10},
+    {"bounds": None}, {"bounds": [None, 1]}, {"bounds": [-1.5, 2]}, {"bounds": [0.5, 0.5]},
+])
+def test_valid_options_load(tmp_path: Path, options: dict) -> None:
+    recipe = load_recipe(_recipe(tmp_path, **options), host=make_host(plugin))
+    given = recipe.config.optimizer.options
+    assert given == {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"maxfun": 0}, "optimizer.maxfun: must be >= 1, got 0"),
+    ({"m": 2.5}, "optimizer.m: must be an integer, got 2.5"),
+    ({"maxls": -1}, "optimizer.maxls: must be >= 1, got -1"),
+    ({"maxiter": True}, "optimizer.maxiter: must be an integer, got true"),
+    ({"factr": -1}, "optimizer.factr: must be >= 0, got -1"),
+    ({"pgtol": "small"}, "optimizer.pgtol: must be a number"),
+    ({"bounds": [1, 0]}, "optimizer.bounds: the lower bound 1 is above the upper bound 0"),
+    ({"bounds": [0, 1, 2]}, "optimizer.bounds: has too many items"),
+    ({"maxfn": 5}, "optimizer.maxfn: unknown option for optimizer 'scipy-lbfgsb'. "
+                   "Did you mean 'maxfun'?"),
+])
+def test_a_bad_option_is_reported_by_load_recipe(tmp_path: Path, options: dict,
+                                                  message: str) -> None:
+    with pytest.raises(RecipeError) as caught:
+        load_recipe(_recipe(tmp_path, **options), host=make_host(plugin))
+    [problem] = caught.value.problems
+    assert problem.startswith(f"{tmp_path / 'scipy.yaml'}: {message}"), problem

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import csv
+import subprocess
+import sys
 import types
 from importlib import metadata
 
@@ -89,3 +92,23 @@ def test_registers_lifecycle_hooks_only() -> None:
     info = {i.name: i for i in host.info()}["nstkit_trace.plugin"]
     assert info.components == {}
     assert info.hooks == ["on_job_end", "on_job_start", "on_step"]
+
+
+def _heavy_modules_after(code: str) -> list[str]:
+    """Which of torch and NumPy a fresh interpreter has imported after running ``code``."""
+    probe = f"import sys\n{code}\nprint(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return ast.literal_eval(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_importing_the_entry_point_module_imports_no_torch() -> None:
+    """nstkit imports the module at start-up (``nstkit --help`` included)."""
+    assert _heavy_modules_after("import nstkit_trace.plugin") == []
+
+
+@pytest.mark.slow
+def test_the_probe_sees_a_module_that_imports_torch() -> None:
+    assert "torch" in _heavy_modules_after("import nstkit.result")

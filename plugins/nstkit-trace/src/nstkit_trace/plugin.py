@@ -1,6 +1,8 @@
 """The entry-point module: traces every job into ``$NSTKIT_TRACE_DIR`` when it is set.
 
 The directory is read when a job starts; with the variable unset or empty, nothing is written.
+nstkit imports this module at start-up (every command, ``nstkit --help`` included), so it
+imports no torch: the job and result types are for annotations only.
 """
 
 from __future__ import annotations
@@ -8,11 +10,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nstkit import hookimpl
-from nstkit.job import JobInfo
-from nstkit.result import StyleResult
 from nstkit_trace.writer import LossTrace
+
+if TYPE_CHECKING:
+    from nstkit.job import JobInfo
+    from nstkit.result import StyleResult
 
 ENV = "NSTKIT_TRACE_DIR"
 _trace = LossTrace(None)

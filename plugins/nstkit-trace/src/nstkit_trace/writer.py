@@ -8,11 +8,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from nstkit import hookimpl
-from nstkit.job import JobInfo
-from nstkit.result import StyleResult
+
+if TYPE_CHECKING:  # nstkit.result imports torch; the hooks only read what they are given
+    from nstkit.job import JobInfo
+    from nstkit.result import StyleResult
 
 
 def trace_path(directory: Path, job: JobInfo) -> Path:
