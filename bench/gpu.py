@@ -33,12 +33,13 @@ from _common import CONTENT, IMAGES, STYLE, header, load_average
 from efficiency import LAYERS, counted_flops, evaluation
 
 import nstkit
+from nstkit.components import build_extractor, fast_cuda, memory_format
+from nstkit.config import StylizeConfig
 from nstkit.image import load_image, resize_longest, resize_to
 from nstkit.judge import Judge
 from nstkit.memory import estimate_for_recipe
 from nstkit.plugins import PluginHost
 from nstkit.recipe import load_recipe
-from nstkit.stylisation import build_extractor, fast_cuda, memory_format
 
 
 def sync(device: torch.device) -> None:
@@ -74,11 +75,12 @@ def reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def run(options: dict, content, device: torch.device, **overrides) -> tuple[float, object]:
+def run(config: StylizeConfig, content, device: torch.device,
+        **overrides) -> tuple[float, object]:
     host = PluginHost(autoload=False)
     sync(device)
     start = time.perf_counter()
-    result = nstkit.stylize(content, STYLE, host=host, device=device, **{**options, **overrides})
+    result = nstkit.stylize(content, STYLE, config, host=host, device=device, **overrides)
     sync(device)
     return time.perf_counter() - start, result
 
@@ -97,8 +99,8 @@ def main() -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here; use --device cpu for a smoke test")
     header(f"GPU benchmark on {device}")
-    options = load_recipe("gatys", [f"size={args.size}"]).stylize_options()
-    options["iterations"] = args.iterations
+    config = load_recipe("gatys", [f"size={args.size}",
+                                   f"optimizer.iterations={args.iterations}"]).config
 
     # 1. matmul
     if device.type == "cuda":
@@ -132,7 +134,7 @@ def main() -> None:
     judge = Judge(size=args.size, device=device)
     scores = {}
     for precision in ("fp32", "bf16"):
-        seconds, result = run(options, CONTENT, device, precision=precision)
+        seconds, result = run(config, CONTENT, device, precision=precision)
         scores[precision] = judge(result.image, CONTENT, STYLE, style_key="style")
         print(f"one {'x'.join(map(str, result.image.shape[-2:]))} px image, "
               f"{args.iterations} iterations, {precision}: {seconds:.2f} s; judged content "
@@ -150,30 +152,29 @@ def main() -> None:
     for batch in args.batch_sizes:
         content = torch.cat([pool[i % len(pool)] for i in range(batch)])
         reset_peak(device)
-        seconds, _ = run(options, content, device, iterations=args.batch_iterations)
-        per_image = seconds * options["iterations"] / args.batch_iterations / batch
-        estimate = estimate_for_recipe(options, *shape, batch=batch)
+        seconds, _ = run(config, content, device, iterations=args.batch_iterations)
+        per_image = seconds * config.optimizer.iterations / args.batch_iterations / batch
+        estimate = estimate_for_recipe(config, *shape, batch=batch)
         print(f"batch {batch:>2} at {shape[0]}x{shape[1]} px: {60 / per_image:.1f} images/min "
-              f"({options['iterations']} iterations); peak {peak_memory(device) / 2**30:.2f} GiB,"
+              f"({config.optimizer.iterations} iterations); peak {peak_memory(device) / 2**30:.2f} GiB,"
               f" estimate {estimate.total / 2**30:.2f} GiB", flush=True)
 
     # 5. scaling with size
     for size in args.sizes:
         reset_peak(device)
         steps = 10
-        seconds, result = run(options, CONTENT, device, size=size, iterations=steps)
+        seconds, result = run(config, CONTENT, device, size=size, iterations=steps)
         h, w = result.image.shape[-2:]
-        estimate = estimate_for_recipe({**options, "size": size}, h, w)
+        estimate = estimate_for_recipe(result.config, h, w)
         print(f"{h}x{w} px: {seconds / steps * 1e3:.1f} ms/iteration; peak "
               f"{peak_memory(device) / 2**20:.0f} MiB, estimate {estimate.total / 2**20:.0f} MiB",
               flush=True)
 
     # 6. batched against alone (Adam: each image's gradient is scaled by 1/B, Adam is not)
-    adam = {**options, "optimizer": "adam", "optimizer_options": {"lr": 0.02},
-            "iterations": 20}
+    adam = {"optimizer": "adam", "optimizer_options": {"lr": 0.02}, "iterations": 20}
     content = torch.cat(pool[:2])
-    _, together = run(adam, content, device)
-    alone = [run(adam, pool[i], device)[1].image for i in range(2)]
+    _, together = run(config, content, device, **adam)
+    alone = [run(config, pool[i], device, **adam)[1].image for i in range(2)]
     diff = max((together.image[i] - alone[i][0]).abs().max().item() for i in range(2))
     print(f"Adam, batch of 2 against alone, 20 iterations: max pixel difference {diff:.2e}")
 

@@ -26,17 +26,16 @@ from _common import CONTENT, REPO, STYLE, header, load_average
 CHILD = """
 import json, sys, time
 import nstkit
+from nstkit.components import build_extractor
 from nstkit.memory import estimate_for_recipe
 from nstkit.plugins import PluginHost
 from nstkit.recipe import load_recipe
-from nstkit.stylisation import build_extractor
 size, iterations = int(sys.argv[1]), int(sys.argv[2])
 def status(key):  # bytes of a /proc/self/status field (VmRSS now, VmHWM the peak)
     for line in open("/proc/self/status"):
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
-options = load_recipe("gatys", [f"size={size}"]).stylize_options()
-options["iterations"] = iterations
+config = load_recipe("gatys", [f"size={size}", f"optimizer.iterations={iterations}"]).config
 host = PluginHost(autoload=False)
 build_extractor(host, "vgg19", __import__("torch").device("cpu"), pooling="max", weights=None)
 with open("/proc/self/clear_refs", "w") as f:  # reset the peak: loading the weights peaks
@@ -48,9 +47,9 @@ class Probe:
     def on_step(self, step):
         times.append(time.perf_counter())
 host.add(Probe())
-result = nstkit.stylize(sys.argv[3], sys.argv[4], host=host, device="cpu", **options)
+result = nstkit.stylize(sys.argv[3], sys.argv[4], config, host=host, device="cpu")
 h, w = result.image.shape[-2:]
-estimate = estimate_for_recipe(options, h, w, host=host)
+estimate = estimate_for_recipe(config, h, w, host=host)
 print(json.dumps({"size": [h, w], "per_iteration": (times[-1] - times[0]) / (len(times) - 1),
                   "peak_rss": status("VmHWM"), "model_rss": base,
                   "estimate": estimate.total, "estimate_no_weights":

@@ -36,6 +36,8 @@ SIMPLE = {
     "too_long": "has too many items", "none_required": "must be null",
     "string_pattern_mismatch": "must be letters, digits, '.', '_' or '-'",
 }
+TYPES = ("int_type", "int_from_float", "int_parsing", "float_type", "float_parsing",
+         "string_type", "bool_type", "bool_parsing", "list_type", "dict_type", "model_type")
 BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
           "less_than_equal": "<="}
 
@@ -102,7 +104,8 @@ def _describe(item: Mapping[str, Any], data: Mapping[str, Any],
     if kind == "extra_forbidden":
         return path, _unknown_key(path, data, host)
     if kind == "literal_error":
-        return path, f"must be {item['ctx']['expected']}; got {show(value)}"
+        nullable = " or null" if _nullable(path, data, host) else ""
+        return path, f"must be {item['ctx']['expected']}{nullable}; got {show(value)}"
     if kind in BOUNDS:
         bound = next(iter(item["ctx"].values()))
         return path, f"must be {BOUNDS[kind]} {show(bound)}, got {show(value)}"
@@ -113,7 +116,8 @@ def _describe(item: Mapping[str, Any], data: Mapping[str, Any],
     if kind == "too_short" and path == ("losses",):
         return path, f"must be a non-empty list of loss terms, got {show(value)}"
     if kind in SIMPLE:
-        return path, f"{SIMPLE[kind]}, got {show(value)}"
+        nullable = " or null" if kind in TYPES and _nullable(path, data, host) else ""
+        return path, f"{SIMPLE[kind]}{nullable}, got {show(value)}"
     message = item["msg"]
     return path, f"{message[0].lower()}{message[1:]}, got {show(value)}"
 
@@ -161,6 +165,27 @@ def _unknown_option(key: str, parent: KeyPath, data: Mapping[str, Any],
     listed = ", ".join(accepted) or "(none)"
     what = f"{registry.kind} {entry.name!r}"
     return f"unknown option for {what}.{suggest(key, accepted)} Accepted: {listed}."
+
+
+def _nullable(path: KeyPath, data: Mapping[str, Any], host: PluginHost) -> bool:
+    """Whether the key at ``path`` also accepts ``null`` (top-level keys and the keys of a
+    component's options)."""
+    from nstkit.config_schema import config_model, options_model
+
+    field = None
+    if len(path) == 1:
+        field = config_model(host).model_fields.get(str(path[0]))
+    elif str(path[0]) in KINDS and len(path) == (3 if path[0] == "losses" else 2):
+        node: Any = data
+        for part in path[:-1]:
+            node = node[part]
+        try:
+            entry = host.registry(KINDS[str(path[0])]).entry(node["name"])
+        except Exception:  # an unknown component is reported on its own
+            return False
+        model = options_model(entry, 1 if path[0] == "optimizer" else 0, ("layers",))
+        field = model.model_fields.get(str(path[-1]))
+    return field is not None and type(None) in typing.get_args(field.annotation)
 
 
 def _allowed(parent: KeyPath, host: PluginHost) -> list[str]:

@@ -42,7 +42,9 @@ def apply_overrides(config: StylizeConfig, overrides: Mapping[str, Any],
     """
     if not overrides:
         return config
-    data = config.model_dump(exclude_unset=False)
+    data = config.model_dump()
+    for key in ("extractor", "optimizer"):  # a component's options as given, not its defaults
+        data[key] = getattr(config, key).model_dump(exclude_unset=True)
     data["losses"] = [term.model_dump(exclude_unset=True) for term in config.losses]
     data.pop("version", None), data.pop("name", None), data.pop("description", None)
     for key, value in _expand(dict(overrides), data).items():
@@ -52,8 +54,8 @@ def apply_overrides(config: StylizeConfig, overrides: Mapping[str, Any],
     resolved, problems = validate_config(data, host, lambda path: "stylize()", build=False)
     if resolved is None:
         raise ConfigError(problems)
-    return StylizeConfig.model_validate(resolved.model_dump(exclude={"version", "name",
-                                                                     "description"}))
+    return StylizeConfig.model_validate(resolved.model_dump(
+        exclude_unset=True, exclude={"version", "name", "description"}))
 
 
 def _expand(overrides: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:

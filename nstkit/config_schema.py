@@ -145,23 +145,23 @@ def validate_config(data: Mapping[str, Any], host: PluginHost,
         config = config_model(host).model_validate(data)
     except ValidationError as exc:
         problems += [(path, message) for path, message in describe_errors(exc, data, host)]
-    problems += layer_problems(data, host)
+    problems += layer_problems(data, host, probe=build)
     if config is not None and build:
         problems += build_problems(config, host)
     lines = [f"{source(path)}: {format_path(path)}: {message}" for path, message in problems]
     return (config if not lines else None), list(dict.fromkeys(lines))
 
 
-def layer_table(host: PluginHost, extractor: Any) -> LayerTable | None:
-    """The layer table of the recipe's extractor: declared, or learnt by building it with
-    random weights (cheap) when the extractor's factory accepts ``weights``."""
+def layer_table(host: PluginHost, extractor: Any, probe: bool = True) -> LayerTable | None:
+    """The layer table of the recipe's extractor: declared, or (with ``probe``) learnt by
+    building it with random weights (cheap) when the extractor's factory accepts them."""
     if not isinstance(extractor, Mapping) or extractor.get("name") not in host.extractors:
         return None
     try:
         entry = host.extractors.entry(extractor["name"])
     except NstkitError:
         return None
-    if entry.layers is not None:
+    if entry.layers is not None or not probe:
         return entry.layers
     return _probe(entry, {k: v for k, v in extractor.items() if k != "name"})
 
@@ -178,9 +178,11 @@ def _probe(entry: Entry, options: dict[str, Any]) -> LayerTable | None:
         return None
 
 
-def layer_problems(data: Mapping[str, Any], host: PluginHost) -> list[tuple[KeyPath, str]]:
-    """Every layer name in ``losses[i].layers`` that the recipe's extractor does not have."""
-    table = layer_table(host, data.get("extractor"))
+def layer_problems(data: Mapping[str, Any], host: PluginHost,
+                   probe: bool = True) -> list[tuple[KeyPath, str]]:
+    """Every layer name in ``losses[i].layers`` that the recipe's extractor does not have
+    (see :func:`layer_table` for ``probe``)."""
+    table = layer_table(host, data.get("extractor"), probe)
     losses = data.get("losses")
     if table is None or not isinstance(losses, list):
         return []

@@ -266,4 +266,4 @@ def _too_small(error: ValueError, content: ImageInput, config: StylizeConfig) ->
     """The error for a result size too small for the deepest layer, naming the input file."""
     name = f"{content}: " if isinstance(content, (str, bytes)) or hasattr(content, "__fspath__") \
         else ""
-    return ValueError(f"{name}{error} (size {config.size} was asked for)")
+    return ValueError(f"{name}{error} (asked for size {config.size})")

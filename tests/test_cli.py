@@ -76,4 +76,6 @@ def test_an_image_too_small_for_the_layers_is_a_clear_job_error(tiny, tmp_path) 
                                  str(tiny / "style" / "starry_night_gold.png"), "--out",
                                  str(tmp_path), "--size", "16", "--iterations", "1", "-q"])
     assert result.exit_code == 1
-    assert "ValueError: a 11x16 px image is too small for layer 'relu5_1'" in result.output
+    assert ("ValueError: " + str(wide) + ": a 11x16 px image is too small for layer 'relu5_1'"
+            in " ".join(result.output.split()))  # rich may wrap the long line
+    assert "(asked for size 16)" in " ".join(result.output.split())

@@ -165,3 +165,44 @@ def test_hook_on_job_end(make_plugin) -> None:
     _, _, result, error = events[-1]  # failure: no result, the error that is re-raised
     assert result is None
     assert error is info.value
+
+
+def test_hook_register_commands(make_plugin, monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    import nstkit.cli
+
+    def hello(name: str = "world") -> None:
+        """Say hello."""
+        typer.echo(f"hello {name}")
+
+    def register_commands(cli: typer.Typer) -> None:
+        cli.command()(hello)
+
+    def broken(cli: typer.Typer) -> None:
+        raise RuntimeError("no commands today")
+
+    host = make_host(make_plugin(register_commands=register_commands))
+    host.add(make_plugin(register_commands=broken), name="broken")
+    monkeypatch.delenv("NSTKIT_DISABLE_PLUGIN_AUTOLOAD")
+    monkeypatch.setattr("nstkit.plugins.get_host", lambda: host)
+    app = typer.Typer()
+    app.command()(lambda: None)  # the app has commands of its own, as nstkit's does
+    monkeypatch.setattr(nstkit.cli, "app", app)
+    with pytest.warns(RuntimeWarning, match="register_commands raised RuntimeError"):
+        nstkit.cli._plugin_commands()  # what the CLI does at start-up
+    result = CliRunner().invoke(app, ["hello", "--name", "nstkit"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "hello nstkit\n"
+    assert "no commands today" in host.load_failures["broken"]
+    # a second plugin taking the same name is dropped and reported; the first one stays
+    def copycat(cli: typer.Typer) -> None:
+        cli.command(name="hello")(lambda: typer.echo("not me"))
+
+    host.remove("broken")
+    host.add(make_plugin(register_commands=copycat), name="copycat")
+    with pytest.warns(RuntimeWarning, match="hello already taken"):
+        host.register_commands(app)
+    assert CliRunner().invoke(app, ["hello"]).output == "hello world\n"
+    assert "hello already taken" in host.load_failures["copycat"]

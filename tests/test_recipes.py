@@ -131,7 +131,7 @@ precision: fp16
 """)
     found = problems(path)
     assert f"{path}: losses[1].weight: must be a number, got 'abc'" in found
-    assert f"{path}: size: must be an integer, got 'big'" in found
+    assert f"{path}: size: must be an integer or null, got 'big'" in found
     assert f"{path}: style_scale: must be > 0, got -1" in found
     assert f"{path}: optimizer.iterations: must be an integer, got 1.5" in found
     assert f"{path}: output.format: must be 'png', 'jpg' or 'webp'; got 'gif'" in found

@@ -194,12 +194,12 @@ def test_dry_run_prints_the_memory_estimate(tiny: Path, tmp_path: Path, invoke) 
                     "--out", tmp_path / "out", "--dry-run", "--size", "96", "--batch-size", "2",
                     "--set", "precision=bf16")
     assert result.exit_code == 0, result.output
-    options = load_recipe("gatys", ["size=96", "precision=bf16"]).stylize_options()
-    expected = estimate_for_recipe(options, 96, 96, batch=2)
+    config = load_recipe("gatys", ["size=96", "precision=bf16"]).config
+    expected = estimate_for_recipe(config, 96, 96, batch=2)
     assert f"memory estimate: {expected}; largest content image " in result.output
     assert expected.batch == 2
     assert expected.activations < estimate_for_recipe(
-        load_recipe("gatys", ["size=96"]).stylize_options(), 96, 96, batch=2).activations
+        load_recipe("gatys", ["size=96"]).config, 96, 96, batch=2).activations
 
 
 def test_save_every_writes_intermediate_images(tiny: Path, tmp_path: Path, invoke) -> None:
