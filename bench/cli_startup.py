@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, header  # noqa: E402
+from _common import REPO, header
 
 TARGET = 0.35
 AUDIT = ("import sys; sys.argv = ['nstkit', *sys.argv[1:]]\n"

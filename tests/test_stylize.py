@@ -198,8 +198,8 @@ def test_extractor_cache_keeps_the_most_recent_few() -> None:
 
 
 def test_bf16_autocast_runs_and_stays_close_to_fp32(pair) -> None:
-    from nstkit.optimisation import extract
     from nstkit.extractors.vgg import VGGExtractor
+    from nstkit.optimisation import extract
 
     kwargs = dict(size=48, iterations=10, seed=0, device="cpu")
     full = nstkit.stylize(*pair, **kwargs)

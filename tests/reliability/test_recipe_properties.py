@@ -11,10 +11,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nstkit.config import recipe_defaults
 from nstkit.errors import RecipeError
 from nstkit.plugins import PluginHost
 from nstkit.recipe import Recipe, load_recipe
-from nstkit.config import recipe_defaults
 
 SETTINGS = settings(max_examples=120, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
