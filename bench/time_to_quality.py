@@ -110,15 +110,16 @@ VARIANTS = {  # name -> (recipe, --set items)
 }
 
 
-def variant_options(name: str, size: int) -> dict[str, Any]:
-    """``stylize()`` options of a variant: a built-in recipe with ``--set`` items."""
+def variant_config(name: str, size: int) -> Any:
+    """The configuration of a variant (a ``StylizeConfig``): a built-in recipe with ``--set``
+    items."""
     from nstkit.recipe import load_recipe
 
     recipe, sets = VARIANTS[name]
-    return load_recipe(recipe, [*sets, f"size={size}"]).stylize_options()
+    return load_recipe(recipe, [*sets, f"size={size}"]).config
 
 
-def time_to_quality(name: str, options: dict[str, Any], judge: Any, target: Any,
+def time_to_quality(name: str, config: Any, judge: Any, target: Any,
                     budget: float, check_every: int) -> dict[str, Any]:
     """Seconds (judging excluded) until ``target`` quality, or ``None`` within ``budget``."""
     import nstkit
@@ -126,7 +127,8 @@ def time_to_quality(name: str, options: dict[str, Any], judge: Any, target: Any,
     from nstkit.stylisation import stage_plan
 
     ends, done = set(), 0
-    for _, steps in stage_plan(options["iterations"], options.get("multiscale")):
+    multiscale = config.multiscale.stages() if config.multiscale else None
+    for _, steps in stage_plan(config.optimizer.iterations, multiscale):
         done += steps
         ends.add(done)
     state: dict[str, Any] = {"judging": 0.0, "best": None, "step": 0, "reached": False}
@@ -152,7 +154,7 @@ def time_to_quality(name: str, options: dict[str, Any], judge: Any, target: Any,
     host.add(Probe())
     state["start"] = time.perf_counter()
     try:
-        nstkit.stylize(CONTENT, STYLE, host=host, device="cpu", **options)
+        nstkit.stylize(CONTENT, STYLE, config, host=host, device="cpu")
     except ReachedError:
         pass
     except Exception as exc:  # report, keep going with the other variants
@@ -178,8 +180,8 @@ def nstkit_startup(size: int, recipe: str = "gatys") -> tuple[float, float]:
             "    @nstkit.hookimpl\n    def on_step(self, step):\n"
             "        print('FIRST', time.time() - t0, flush=True); raise SystemExit(0)\n"
             "h = PluginHost(autoload=False); h.add(P())\n"
-            f"o = load_recipe({recipe!r}, ['size={size}']).stylize_options()\n"
-            f"nstkit.stylize({str(CONTENT)!r}, {str(STYLE)!r}, host=h, device='cpu', **o)\n")
+            f"c = load_recipe({recipe!r}, ['size={size}']).config\n"
+            f"nstkit.stylize({str(CONTENT)!r}, {str(STYLE)!r}, c, host=h, device='cpu')\n")
     out = subprocess.run([sys.executable, "-c", code, repr(time.time())], text=True,
                          capture_output=True, check=False,
                          env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -247,7 +249,7 @@ def main() -> None:
     budget = args.budget * pastiche["optimisation"]
     results["nstkit"] = []
     for name in args.variants.split(","):
-        row = time_to_quality(name, variant_options(name, args.size), judge, target, budget,
+        row = time_to_quality(name, variant_config(name, args.size), judge, target, budget,
                               args.check_every)
         results["nstkit"].append(row)
         if row.get("seconds") is not None:

@@ -9,8 +9,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from nstkit.config import RecipeConfig
+from nstkit.config import RecipeConfig, recipe_defaults
 from nstkit.recipe.yamlio import dump
+
+# the keys of the first recipe format, always hashed; a key added since is hashed only when it
+# differs from its default, so adding a key never makes finished outputs look out of date
+FIRST_KEYS = ("version", "name", "extractor", "size", "style_scale", "seed", "init",
+              "noise_scale", "losses", "preserve_colour", "optimizer", "multiscale", "output")
 
 
 def _file_digest(value: Any) -> str | None:
@@ -53,9 +58,9 @@ class Recipe:
     def hash(self) -> str:
         """sha256 of everything that changes the result: the recipe without its description
         and ``output.save_every``, plus the bytes of an ``init`` image or a weights file."""
-        meaningful = {k: v for k, v in self.data.items() if k != "description"}
-        if meaningful.get("precision") == "fp32":  # the default; hashes from before the key
-            del meaningful["precision"]
+        defaults = recipe_defaults()
+        meaningful = {k: v for k, v in self.data.items()
+                      if k in FIRST_KEYS or (k != "description" and v != defaults.get(k))}
         meaningful["output"] = {k: v for k, v in self.data["output"].items()
                                 if k != "save_every"}
         meaningful["files"] = {key: _file_digest(self.data[key] if key == "init"
