@@ -24,9 +24,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header, load_average
 
-from nstkit.optimisation import extract
 from nstkit.extractors.vgg import VGGExtractor
 from nstkit.losses.gram import gram_matrix
+from nstkit.optimisation import extract
 
 LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 STYLE = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]

@@ -36,6 +36,8 @@ def status(key):  # bytes of a /proc/self/status field (VmRSS now, VmHWM the pea
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
 config = load_recipe("gatys", [f"size={size}", f"optimizer.iterations={iterations}"]).config
+import torch._dynamo  # what the first optimiser imports (~150 MiB): recipe validation used
+                      # to, so it is part of the loaded model, not of the job
 host = PluginHost(autoload=False)
 build_extractor(host, "vgg19", __import__("torch").device("cpu"), pooling="max", weights=None)
 with open("/proc/self/clear_refs", "w") as f:  # reset the peak: loading the weights peaks
