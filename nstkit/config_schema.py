@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, create_model
@@ -26,7 +26,7 @@ from nstkit.config import (
 from nstkit.config_errors import KeyPath, describe_errors, format_path
 from nstkit.errors import NstkitError
 from nstkit.layers import LayerTable, layer_names_in, resolve_layer_spec
-from nstkit.registry import Entry, Registry
+from nstkit.registry import Entry, Registry, factory_key
 
 if typing.TYPE_CHECKING:
     from nstkit.plugins import PluginHost
@@ -76,11 +76,18 @@ def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
         return {}
 
 
+_signature_models: dict[Hashable, type[BaseModel]] = {}
+
+
 def options_model(entry: Entry, skip: int, reserved: tuple[str, ...]) -> type[BaseModel]:
-    """The component's declared options model, else one read from its factory."""
+    """The component's declared options model, else one read from its factory (once per
+    factory)."""
     if entry.options is not None:
         return entry.options
-    return options_from_signature(entry.factory, skip, reserved)
+    key = (factory_key(entry.factory), skip, reserved)
+    if key not in _signature_models:
+        _signature_models[key] = options_from_signature(entry.factory, skip, reserved)
+    return _signature_models[key]
 
 
 def _component_model(key: str, entry: Entry) -> type[BaseModel]:
@@ -166,11 +173,24 @@ def layer_table(host: PluginHost, extractor: Any, probe: bool = True) -> LayerTa
     return _probe(entry, {k: v for k, v in extractor.items() if k != "name"})
 
 
+PROBE_CACHE_SIZE = 4
+_probes: dict[Hashable, LayerTable | None] = {}
+
+
 def _probe(entry: Entry, options: dict[str, Any]) -> LayerTable | None:
+    """The layer table of an extractor built with random weights; the last few are kept."""
+    key = (factory_key(entry.factory), tuple(sorted((k, str(v)) for k, v in options.items())))
+    if key not in _probes:
+        _probes[key] = _build_table(entry, options)
+        while len(_probes) > PROBE_CACHE_SIZE:
+            del _probes[next(iter(_probes))]
+    return _probes[key]
+
+
+def _build_table(entry: Entry, options: dict[str, Any]) -> LayerTable | None:
     try:
-        if "weights" not in inspect.signature(entry.factory).parameters and \
-                not any(p.kind is p.VAR_KEYWORD
-                        for p in inspect.signature(entry.factory).parameters.values()):
+        params = inspect.signature(entry.factory).parameters.values()
+        if not any(p.name == "weights" or p.kind is p.VAR_KEYWORD for p in params):
             return None
         built = entry.factory(**{**options, "weights": "random"})
         return LayerTable(tuple(built.layer_names), dict(built.aliases), entry.name)

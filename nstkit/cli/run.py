@@ -204,11 +204,9 @@ def _print_summary(summary: RunSummary, planned: int, skipped: int, out: Path,
                   str(planned - finished))
     console.print(table)
     failed = [o for o in summary.outcomes if o.status == "failed"]
-    if failed:
-        failures = Table("output", "error", title="failed jobs")
-        for outcome in failed:
-            failures.add_row(outcome.job.output, outcome.error or "")
-        console.print(failures)
+    for outcome in failed:  # plain lines: whole names and errors, easy to grep
+        console.print(f"failed: {outcome.job.output}: {outcome.error or ''}", highlight=False,
+                      markup=False)
     console.print(f"manifest: {out / manifest_name(shard)}", highlight=False)
 
 
