@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 FAST_OPTIONS = ("--size", "32", "--iterations", "2", "--quiet")
+TINY_IMAGES = ("content/chelsea.png", "content/coffee.png", "style/starry_night.png",
+               "style/starry_night_gold.png")
 
 
 def _devices() -> list[str]:
@@ -56,19 +58,21 @@ def host() -> PluginHost:
 
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder of small real test images: ``content/`` (``chelsea.png``, ``coffee.png``,
-    64 x 43) and ``style/`` (``starry_night.png``, ``starry_night_gold.png``, 64 x 50), written
-    once per session by :func:`nstkit.testing.sample_images` from the images nstkit ships.
+    """A folder of small real test images: ``content/`` (``chelsea.png``, ``coffee.png``, 64 px
+    wide by 43 high) and ``style/`` (``starry_night.png``, ``starry_night_gold.png``, 64 by
+    50), written once per session by :func:`nstkit.testing.sample_images` from the images
+    nstkit ships.
 
-    With ``NSTKIT_TEST_IMAGES`` set, ``$NSTKIT_TEST_IMAGES/tiny`` is used instead (it must
-    hold the same file names).
+    With ``NSTKIT_TEST_IMAGES`` set, ``$NSTKIT_TEST_IMAGES/tiny`` is used instead: it must
+    hold the same file names (the tests name them), and nothing else in those two folders.
     """
-    if "NSTKIT_TEST_IMAGES" in os.environ:
-        path = Path(os.environ["NSTKIT_TEST_IMAGES"]) / "tiny"
-        if not path.is_dir():
-            pytest.fail(f"NSTKIT_TEST_IMAGES is set but {path} is not a folder")
-        return path
-    return sample_images(tmp_path_factory.mktemp("tiny"))
+    if "NSTKIT_TEST_IMAGES" not in os.environ:
+        return sample_images(tmp_path_factory.mktemp("tiny"))
+    path = Path(os.environ["NSTKIT_TEST_IMAGES"]) / "tiny"
+    missing = [name for name in TINY_IMAGES if not (path / name).is_file()]
+    if missing:
+        pytest.fail(f"NSTKIT_TEST_IMAGES is set, but {path} lacks {', '.join(missing)}")
+    return path
 
 
 @pytest.fixture

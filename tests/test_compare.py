@@ -80,6 +80,7 @@ def compared(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path
     return out, result.output
 
 
+@pytest.mark.slow
 def test_compare_two_recipes_writes_every_file(compared: tuple[Path, str]) -> None:
     out, output = compared
     assert all((out / name).is_file() for name in FILES)
@@ -119,6 +120,7 @@ def test_compare_two_recipes_writes_every_file(compared: tuple[Path, str]) -> No
     assert "improved" in output
 
 
+@pytest.mark.slow
 def test_a_rerun_resumes_and_rejudges(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     assert compare(tiny, out, "gatys", "content-reconstruction").exit_code == 0
@@ -142,6 +144,7 @@ def earlier_run(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return earlier
 
 
+@pytest.mark.slow
 def test_outputs_of_nstkit_run_are_reused(tiny: Path, tmp_path: Path, earlier_run: Path) -> None:
     out = tmp_path / "cmp"
     result = compare(tiny, out, "gatys", "content-reconstruction", "--reuse", earlier_run)
@@ -153,6 +156,7 @@ def test_outputs_of_nstkit_run_are_reused(tiny: Path, tmp_path: Path, earlier_ru
     assert not (out / "runs" / "gatys").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sets", "expected"), [
     ([], 2), (["optimizer.iterations=3"], 0), (["seed=7"], 0)])
 def test_reuse_needs_the_same_recipe(tiny: Path, earlier_run: Path, sets: list[str],
@@ -164,6 +168,7 @@ def test_reuse_needs_the_same_recipe(tiny: Path, earlier_run: Path, sets: list[s
     assert len(find_reusable(jobs, variant, [earlier_run], InputHashes())) == expected
 
 
+@pytest.mark.slow
 def test_sweep_compares_one_recipe_across_values(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     result = compare(tiny, out, "gatys", "--sweep", "extractor.pooling=max,avg")
@@ -178,6 +183,7 @@ def test_sweep_compares_one_recipe_across_values(tiny: Path, tmp_path: Path) -> 
         "gatys_extractor.pooling=avg", "gatys_extractor.pooling=max"]
 
 
+@pytest.mark.slow
 def test_a_failed_job_is_reported_and_the_rest_published(tiny: Path, tmp_path: Path) -> None:
     content = tmp_path / "content"
     shutil.copytree(tiny / "content", content)
@@ -221,6 +227,7 @@ def headless(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(compared: tuple[Path, str], tmp_path: Path) -> None:
     out, _ = compared
     shot = tmp_path / "report.png"

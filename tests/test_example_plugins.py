@@ -34,6 +34,7 @@ def _run(tiny: Path, out: Path, recipe: str, *extra: str) -> dict:
     return json.loads(line)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("installed_plugins")
 def test_a_recipe_with_the_mrf_loss_and_the_scipy_optimiser(tiny: Path, tmp_path: Path) -> None:
     recipe = tmp_path / "mrf.yaml"
@@ -50,6 +51,7 @@ optimizer: {name: scipy-lbfgsb, iterations: 2, maxfun: 5}
     assert record["recipe_data"]["optimizer"]["name"] == "scipy-lbfgsb"
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("installed_plugins")
 def test_keras_tutorial_with_the_seeds_optimiser(tiny: Path, tmp_path: Path) -> None:
     record = _run(tiny, tmp_path / "out", "keras-tutorial", "--set",

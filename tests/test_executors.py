@@ -38,6 +38,7 @@ class EveryOtherJob:
                          request.report)
 
 
+@pytest.mark.slow
 def test_hook_register_executors(tmp_path: Path, invoke, records, run_tiny) -> None:
     registered: list[int] = []
 
@@ -85,6 +86,7 @@ def test_engine_ray_rejects_a_numbered_gpu(tmp_path: Path, run_tiny) -> None:
     assert "--device with --engine ray must be auto, cpu or cuda" in result.output
 
 
+@pytest.mark.slow
 def test_listing_the_engines_does_not_import_ray() -> None:
     code = ("import sys, nstkit.cli; from nstkit.plugins import get_host; "
             "print(get_host().executors.names(), 'ray' in sys.modules)")
@@ -134,6 +136,7 @@ def test_a_plugin_error_is_judged_by_its_cause() -> None:
     assert not is_transient(PluginError("trace", "broke a contract"))
 
 
+@pytest.mark.slow
 def test_local_runs_record_the_retryable_flag_only_in_the_outcome(tiny: Path,
                                                                   tmp_path: Path, invoke,
                                                                   records, fast) -> None:

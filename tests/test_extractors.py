@@ -65,6 +65,7 @@ def test_conv_outputs_are_not_overwritten_by_relu() -> None:
     assert torch.equal(out["relu1_2"], out["conv1_2"].relu())
 
 
+@pytest.mark.slow
 def test_original_weights_equal_an_independent_decode() -> None:
     raw = torch.load(W.original_weights_path(), map_location="cpu", weights_only=True)
     extractor = VGGExtractor("vgg19", weights="original")
@@ -80,6 +81,7 @@ def test_original_weights_equal_an_independent_decode() -> None:
         assert torch.equal(conv.bias, raw[f"block{b}_conv{i}_b"])
 
 
+@pytest.mark.slow
 def test_original_weights_expect_caffe_bgr_input() -> None:
     extractor = VGGExtractor("vgg19")
     x = torch.zeros(1, 3, 1, 1)
@@ -158,6 +160,7 @@ def test_vgg_layout_is_torchvisions(arch, cfg) -> None:
     assert not any(getattr(m, "inplace", False) for m in ours)
 
 
+@pytest.mark.slow
 def test_importing_nstkit_does_not_import_torchvision() -> None:
     import subprocess
     import sys

@@ -34,6 +34,7 @@ def test_builtins_are_registered_through_the_hooks(host: PluginHost) -> None:
     assert host.losses.entry("gram").plugin == "nstkit.default_plugins.losses"
 
 
+@pytest.mark.slow
 def test_a_plugin_loss_is_usable_by_name(host: PluginHost, make_plugin) -> None:
     def register_losses(register):
         register("brightness", MeanBrightness)
@@ -91,6 +92,7 @@ def test_an_exception_inside_a_plugin_names_the_plugin(host: PluginHost, make_pl
         optimizers.entry("broken-one")
 
 
+@pytest.mark.slow
 def test_lifecycle_hooks_see_every_step(host: PluginHost, make_plugin) -> None:
     events: list[tuple] = []
     plugin = make_plugin(
@@ -106,6 +108,7 @@ def test_lifecycle_hooks_see_every_step(host: PluginHost, make_plugin) -> None:
                       ("end", 3, None)]
 
 
+@pytest.mark.slow
 def test_a_failing_lifecycle_hook_names_the_plugin(host: PluginHost, make_plugin) -> None:
     def on_step(job, step):
         raise ValueError("disk full")
@@ -116,6 +119,7 @@ def test_a_failing_lifecycle_hook_names_the_plugin(host: PluginHost, make_plugin
                        losses=[{"name": "tv"}], host=host, device="cpu")
 
 
+@pytest.mark.slow
 def test_a_loss_that_is_not_a_scalar_is_reported(host: PluginHost, make_plugin) -> None:
     class Vector(MeanBrightness):
         def forward(self, image, features):
@@ -183,6 +187,7 @@ def test_environment_allow_and_block_lists(monkeypatch, make_plugin) -> None:
     assert loaded == []
 
 
+@pytest.mark.slow
 def test_plugins_are_not_loaded_by_importing_nstkit() -> None:
     code = ("import sys, nstkit, nstkit.plugins; "
             "print(any(m.startswith('nstkit.default_plugins.') for m in sys.modules), "

@@ -19,7 +19,6 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install nstkit[ray])")
 
-
 from nstkit.executors import RunRequest  # noqa: E402
 from nstkit.executors.ray import RayExecutor  # noqa: E402
 from nstkit.hookspecs import hookimpl  # noqa: E402
@@ -34,6 +33,8 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 # random VGG16 weights build faster in each worker than the original VGG19 ones load
 RECIPE = ["size=32", "optimizer.iterations=2", "extractor.name=vgg16", "extractor.weights=random"]
+
+pytestmark = pytest.mark.slow  # a local Ray cluster: its daemons and workers are processes
 
 
 @pytest.fixture(scope="module")

@@ -282,6 +282,7 @@ def test_stage_plan_splits_the_iterations(iterations, multiscale, expected) -> N
     assert sum(steps for _, steps in plan) == iterations
 
 
+@pytest.mark.slow
 def test_fast_recipe_is_gatys_coarse_to_fine_and_lowers_the_gatys_loss(tiny) -> None:
     import nstkit
 
@@ -301,4 +302,4 @@ def test_fast_recipe_is_gatys_coarse_to_fine_and_lowers_the_gatys_loss(tiny) -> 
         return nstkit.stylize(content, style, gatys, device="cpu", iterations=0,
                               init=init).history["total"][0]
 
-    assert gatys_loss(result.image) < gatys_loss("content") / 4  # measured 4.5x
+    assert gatys_loss(result.image) < gatys_loss("content") / 4  # measured 18x

@@ -136,6 +136,7 @@ def test_one_bad_image_fails_alone(tiny: Path, tmp_path: Path, invoke, fast) -> 
     assert not (out / "broken__starry_night__gatys.png").exists()
 
 
+@pytest.mark.slow
 def test_fail_fast_stops_after_the_first_failure(tiny: Path, tmp_path: Path, invoke, records,
                                                  fast) -> None:
     content = tmp_path / "content"
@@ -357,6 +358,7 @@ def test_ctrl_c_keeps_finished_jobs_and_exits_130(tmp_path: Path, records, run_t
     assert len(records(out)) == 4
 
 
+@pytest.mark.slow
 def test_cuda_out_of_memory_names_the_estimate_and_the_fix(tiny: Path, tmp_path: Path,
                                                           monkeypatch, invoke) -> None:
     import torch

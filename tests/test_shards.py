@@ -112,6 +112,7 @@ class Plugin:
 """
 
 
+@pytest.mark.slow
 def test_three_shard_processes_cover_every_job_once_and_a_crashed_shard_is_rerun(
         tiny: Path, tmp_path: Path, invoke) -> None:
     out = tmp_path / "out"
@@ -145,6 +146,7 @@ def test_three_shard_processes_cover_every_job_once_and_a_crashed_shard_is_rerun
     assert "4 done, 0 failed, 0 missing" in done.output
 
 
+@pytest.mark.slow
 def test_status_lists_failed_and_damaged_jobs(tiny: Path, tmp_path: Path, invoke, fast) -> None:
     content = tmp_path / "content"
     content.mkdir()
@@ -173,6 +175,7 @@ def test_status_of_a_folder_that_is_not_a_run(tmp_path: Path, invoke) -> None:
     assert "cannot be read" in invoke("status", tmp_path).output
 
 
+@pytest.mark.slow
 def test_template_slurm_is_a_valid_script_running_its_shard(tiny: Path, tmp_path: Path,
                                                             monkeypatch, invoke) -> None:
     result = invoke("template", "slurm", "--shards", "3", "--content", str(tiny / "content"),

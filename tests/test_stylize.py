@@ -22,6 +22,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * math.log10(1 / ((a - b) ** 2).mean().item())
 
 
+@pytest.mark.slow
 def test_content_reconstruction_from_relu2_1_reaches_20_db(pair) -> None:
     content, _ = pair
     result = nstkit.stylize(content, content, size=None, iterations=300, init="noise", seed=0,
@@ -33,6 +34,7 @@ def test_content_reconstruction_from_relu2_1_reaches_20_db(pair) -> None:
     assert psnr(result.image, load_image(content)) > 20
 
 
+@pytest.mark.slow
 def test_full_stylisation_lowers_the_loss_tenfold(pair) -> None:
     result = nstkit.stylize(*pair, size=64, iterations=100, seed=0, device="cpu")
     total = result.history["total"]
@@ -43,6 +45,7 @@ def test_full_stylisation_lowers_the_loss_tenfold(pair) -> None:
         result.history["content"][5] + result.history["gram"][5], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_result_carries_image_history_timing_and_device(pair, tmp_path) -> None:
     result = nstkit.stylize(*pair, size=48, iterations=3, seed=0, device="cpu")
     assert result.image.shape == (1, 3, 32, 48)  # the content's 3:2, longest side 48
@@ -60,6 +63,7 @@ def test_result_carries_image_history_timing_and_device(pair, tmp_path) -> None:
     assert result.settings["losses"][0]["layers"] == ["relu4_2"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_image(pair) -> None:
     kwargs = dict(size=32, iterations=3, init="noise", device="cpu")
     a = nstkit.stylize(*pair, seed=1, **kwargs).image
@@ -69,6 +73,7 @@ def test_same_seed_same_image(pair) -> None:
     assert not torch.equal(a, c)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("optimizer", "options"), [("adam", {"lr": 0.02}), ("sgd", {"lr": 1e-8})])
 def test_first_order_optimisers_reduce_the_loss(pair, optimizer, options) -> None:
     result = nstkit.stylize(*pair, size=32, iterations=20, seed=0, init="noise",
@@ -88,6 +93,7 @@ def test_blended_styles_and_a_batch_of_contents(tiny) -> None:
                                             "pooling": "avg"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["luminance", "linear", "histogram"])
 def test_colour_preservation_keeps_the_content_chroma(pair, mode) -> None:
     from nstkit.colour import chroma_loss
@@ -100,6 +106,7 @@ def test_colour_preservation_keeps_the_content_chroma(pair, mode) -> None:
     assert chroma_loss(kept.image, content) < chroma_loss(plain.image, content)
 
 
+@pytest.mark.slow
 def test_colour_loss_term_pulls_towards_content_chroma(pair) -> None:
     from nstkit.colour import chroma_loss
 
@@ -148,7 +155,7 @@ def test_multiscale_runs_each_stage_from_the_last(pair) -> None:
     host = PluginHost([Sizes()], autoload=False)
     result = nstkit.stylize(content, style, size=64, iterations=4, weights="random",
                             multiscale=[(0.5, 0.5), (1.0, 0.5)], host=host)
-    assert seen == [(1, (32, 32)), (2, (32, 32)), (3, (64, 64)), (4, (64, 64))]
+    assert seen == [(1, (22, 32)), (2, (22, 32)), (3, (43, 64)), (4, (43, 64))]
     assert len(result.history["total"]) == 4 + 2
     assert result.stages == [[0.5, 2], [1.0, 2]]
 
@@ -197,6 +204,7 @@ def test_extractor_cache_keeps_the_most_recent_few() -> None:
     assert build_extractor(host, "tiny", cpu, seed=0) is not first  # evicted, built again
 
 
+@pytest.mark.slow
 def test_bf16_autocast_runs_and_stays_close_to_fp32(pair) -> None:
     from nstkit.extractors.vgg import VGGExtractor
     from nstkit.optimisation import extract
@@ -206,7 +214,7 @@ def test_bf16_autocast_runs_and_stays_close_to_fp32(pair) -> None:
     half = nstkit.stylize(*pair, precision="bf16", **kwargs)
     assert half.settings["precision"] == "bf16"
     assert not torch.equal(full.image, half.image)  # autocast really ran in bf16
-    # L-BFGS paths drift apart (measured: mean pixel difference 0.014 after 10 steps), so
+    # L-BFGS paths drift apart (measured: mean pixel difference 0.022 after 10 steps), so
     # closeness is judged on the outcome: the loss and the judged distances
     assert (full.image - half.image).abs().mean() < 0.03
     assert half.history["total"][-1] == pytest.approx(full.history["total"][-1], rel=0.1)

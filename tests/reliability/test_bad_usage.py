@@ -87,6 +87,7 @@ def test_bad_usage_exits_2_and_writes_nothing(tiny: Path, tmp_path: Path, case: 
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["a file", "inside a file"])
 def test_an_output_folder_that_cannot_be_written_is_refused(tiny: Path, tmp_path: Path,
                                                             kind: str) -> None:

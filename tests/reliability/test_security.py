@@ -41,6 +41,7 @@ def tree_state(root: Path, skip: Path) -> dict[str, str]:
     return state
 
 
+@pytest.mark.slow
 def test_outputs_never_leave_the_output_folder(tiny: Path, tmp_path: Path, monkeypatch) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
@@ -203,6 +204,7 @@ def _plant_plugin(folder: Path, marker: Path) -> None:
     (folder / "nstkit_evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
 
 
+@pytest.mark.slow
 def test_python_m_nstkit_never_loads_plugins_from_the_current_folder(tmp_path: Path) -> None:
     folder, marker = tmp_path / "photos", tmp_path / "MARKER"
     _plant_plugin(folder, marker)
