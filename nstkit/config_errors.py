@@ -104,8 +104,10 @@ def _describe(item: Mapping[str, Any], data: Mapping[str, Any],
     if kind == "extra_forbidden":
         return path, _unknown_key(path, data, host)
     if kind == "literal_error":
-        nullable = " or null" if _nullable(path, data, host) else ""
-        return path, f"must be {item['ctx']['expected']}{nullable}; got {show(value)}"
+        expected = item["ctx"]["expected"]
+        if _nullable(path, data, host):  # 'a' or 'b' -> 'a', 'b' or null
+            expected = ", ".join(expected.rsplit(" or ", 1)) + " or null"
+        return path, f"must be {expected}; got {show(value)}"
     if kind in BOUNDS:
         bound = next(iter(item["ctx"].values()))
         return path, f"must be {BOUNDS[kind]} {show(bound)}, got {show(value)}"

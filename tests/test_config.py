@@ -78,7 +78,7 @@ class TestOverrides:
             self.apply(size="big", optimizer="adamw", preserve_colour="sepia")
         assert info.value.problems == [
             "stylize(): size: must be an integer or null, got 'big'",
-            "stylize(): preserve_colour: must be 'luminance', 'linear' or 'histogram' or null; "
+            "stylize(): preserve_colour: must be 'luminance', 'linear', 'histogram' or null; "
             "got 'sepia'",
             "stylize(): optimizer.name: unknown optimizer 'adamw'. Did you mean 'adam'? "
             "Available: adam, lbfgs, sgd."]

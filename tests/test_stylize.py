@@ -119,8 +119,8 @@ def test_colour_loss_term_pulls_towards_content_chroma(pair) -> None:
 
 
 def test_bad_arguments_are_refused(pair) -> None:
-    with pytest.raises(ValueError, match="preserve_colour: must be 'luminance', 'linear' or "
-                                         "'histogram'; got 'sepia'"):
+    with pytest.raises(ValueError, match="preserve_colour: must be 'luminance', 'linear', "
+                                         "'histogram' or null; got 'sepia'"):
         nstkit.stylize(*pair, preserve_colour="sepia")
     with pytest.raises(ValueError, match="style_blend needs 1 non-negative weights"):
         nstkit.stylize(*pair, style_blend=[0.5, 0.5])

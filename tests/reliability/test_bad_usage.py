@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import run
-
 Case = Callable[[Path, Path], tuple[list[object], str]]
 
 
@@ -75,7 +73,7 @@ CASES: dict[str, Case] = {
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_bad_usage_exits_2_and_writes_nothing(tiny: Path, tmp_path: Path, case: Case) -> None:
+def test_bad_usage_exits_2_and_writes_nothing(tiny: Path, tmp_path: Path, run, case: Case) -> None:
     (recipe, content, style, *extra), message = case(tiny, tmp_path)
     out = tmp_path / "out"
     result = run(content, style, out, *extra, recipe=str(recipe))
@@ -89,7 +87,7 @@ def test_bad_usage_exits_2_and_writes_nothing(tiny: Path, tmp_path: Path, case: 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["a file", "inside a file"])
-def test_an_output_folder_that_cannot_be_written_is_refused(tiny: Path, tmp_path: Path,
+def test_an_output_folder_that_cannot_be_written_is_refused(tiny: Path, tmp_path: Path, run,
                                                             kind: str) -> None:
     (tmp_path / "taken").write_text("keep me")
     out = tmp_path / "taken" if kind == "a file" else tmp_path / "taken" / "out"

@@ -23,8 +23,6 @@ import torch
 from nstkit.plugins import PluginHost
 from nstkit.runner.manifest import file_sha256
 
-from .conftest import records, run
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -42,7 +40,8 @@ def tree_state(root: Path, skip: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_outputs_never_leave_the_output_folder(tiny: Path, tmp_path: Path, monkeypatch) -> None:
+def test_outputs_never_leave_the_output_folder(tiny: Path, tmp_path: Path, monkeypatch, run,
+                                               records) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
     source = tiny / "content" / "chelsea.png"
@@ -79,7 +78,7 @@ def test_outputs_never_leave_the_output_folder(tiny: Path, tmp_path: Path, monke
 @pytest.mark.parametrize("override", [
     "name=../escape", "name=/tmp/absolute", "name=a/b", "output.format=../../x.png",
 ])
-def test_a_recipe_cannot_name_an_output_outside(tiny: Path, tmp_path: Path,
+def test_a_recipe_cannot_name_an_output_outside(tiny: Path, tmp_path: Path, run,
                                                 override: str) -> None:
     out = tmp_path / "out"
     result = run(tiny / "content", tiny / "style", out, "--set", override)
@@ -102,7 +101,7 @@ TAGS = [
 
 @pytest.mark.parametrize("where", ["recipe", "parent recipe", "--set"])
 @pytest.mark.parametrize("tag", TAGS)
-def test_no_yaml_tag_constructs_anything(tiny: Path, tmp_path: Path, tag: str,
+def test_no_yaml_tag_constructs_anything(tiny: Path, tmp_path: Path, run, tag: str,
                                          where: str) -> None:
     marker = tmp_path / "MARKER"
     value = tag.format(marker=marker)
@@ -152,7 +151,8 @@ def _plain_pickle(path: Path, marker: Path) -> None:
     (_plain_pickle, "cannot read weights file {path}: not a torch state dict (corrupt or "
                     "another format; nothing in it was run"),
 ])
-def test_a_weights_file_cannot_run_code(tiny: Path, tmp_path: Path, make, message: str) -> None:
+def test_a_weights_file_cannot_run_code(tiny: Path, tmp_path: Path, run, make,
+                                        message: str) -> None:
     marker, weights = tmp_path / "MARKER", tmp_path / "evil.pth"
     make(weights, marker)
     probe = tmp_path / "probe"
