@@ -17,13 +17,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
+from typer.testing import CliRunner
 
+from nstkit.cli import app
 from nstkit.errors import ImageError
 from nstkit.image import load_image
 from nstkit.plugins import reset_host
 from nstkit.runner.manifest import file_sha256
-
-from .conftest import by_content, records, run
 
 STYLE = "starry_night.png"
 
@@ -89,6 +89,14 @@ def make_inputs(folder: Path, tiny: Path) -> None:
     source.rotate(90).save(folder / "same.jpg")
 
 
+def run_once(content: Path, style: Path, out: Path, *extra: object):
+    """``nstkit run gatys`` in-process at test speed, as the ``run`` fixture does: for the
+    module-scoped ``batch``, which cannot use that function-scoped fixture."""
+    args = ("run", "gatys", "--content", content, "--style", style, "--out", out,
+            "--size", "32", "--iterations", "2", "--quiet", *extra)
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
 @pytest.fixture(scope="module")
 def batch(tiny: Path, tmp_path_factory: pytest.TempPathFactory):
     """One run over every input kind (plus an SVG named explicitly): ``(inputs, out, result)``."""
@@ -100,7 +108,7 @@ def batch(tiny: Path, tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("NSTKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
         reset_host()
-        result = run(root / "in", tiny / "style" / STYLE, out, "--content", svg)
+        result = run_once(root / "in", tiny / "style" / STYLE, out, "--content", svg)
         reset_host()
     return root / "in", out, result
 
@@ -116,7 +124,7 @@ FAILING = {
 
 
 @pytest.mark.slow
-def test_the_batch_exits_1_and_counts_every_job(batch) -> None:
+def test_the_batch_exits_1_and_counts_every_job(batch, records) -> None:
     inputs, out, result = batch
     assert result.exit_code == 1, result.output
     found = records(out)
@@ -132,7 +140,8 @@ def test_the_batch_exits_1_and_counts_every_job(batch) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "problem"), FAILING.items())
-def test_an_unreadable_image_fails_alone_naming_the_file(batch, name: str, problem: str) -> None:
+def test_an_unreadable_image_fails_alone_naming_the_file(batch, by_content, name: str,
+                                                         problem: str) -> None:
     _, out, result = batch
     record = by_content(out)[name]
     assert record["status"] == "failed"
@@ -163,7 +172,7 @@ GOOD = ["ok.png", "cmyk.jpg", "grey16.png", "grey.png", "palette.png", "rgba.png
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", GOOD)
-def test_an_unusual_but_valid_image_is_stylised(batch, name: str) -> None:
+def test_an_unusual_but_valid_image_is_stylised(batch, by_content, name: str) -> None:
     _, out, _ = batch
     record = by_content(out)[name]
     assert record["status"] == "done", record["error"]
@@ -175,7 +184,7 @@ def test_an_unusual_but_valid_image_is_stylised(batch, name: str) -> None:
 
 
 @pytest.mark.slow
-def test_an_exif_rotated_photo_comes_out_upright(batch) -> None:
+def test_an_exif_rotated_photo_comes_out_upright(batch, by_content) -> None:
     _, out, _ = batch
     record = by_content(out)["exif_rotated.jpg"]
     assert record["size"] == [32, 21]  # stored 48x32 landscape, shown 32x48 portrait
@@ -188,7 +197,7 @@ def test_names_with_spaces_and_unicode_keep_a_readable_output_name(batch) -> Non
 
 
 @pytest.mark.slow
-def test_inputs_with_the_same_output_name_both_get_their_own_file(batch) -> None:
+def test_inputs_with_the_same_output_name_both_get_their_own_file(batch, by_content) -> None:
     _, out, _ = batch
     same = [by_content(out)[name] for name in ("same.png", "same.jpg")]
     names = {r["output"] for r in same}
@@ -198,7 +207,7 @@ def test_inputs_with_the_same_output_name_both_get_their_own_file(batch) -> None
 
 
 @pytest.mark.slow
-def test_an_extremely_wide_image_fails_alone_saying_why(batch) -> None:
+def test_an_extremely_wide_image_fails_alone_saying_why(batch, by_content) -> None:
     inputs, out, _ = batch
     record = by_content(out)["very_wide.png"]
     assert record["status"] == "failed"
@@ -207,7 +216,8 @@ def test_an_extremely_wide_image_fails_alone_saying_why(batch) -> None:
 
 
 @pytest.mark.slow
-def test_a_bad_style_image_fails_only_its_jobs(tiny: Path, tmp_path: Path) -> None:
+def test_a_bad_style_image_fails_only_its_jobs(tiny: Path, tmp_path: Path, run,
+                                                records) -> None:
     styles = tmp_path / "styles"
     styles.mkdir()
     (styles / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")

@@ -28,41 +28,52 @@ from nstkit.runner.manifest import file_sha256
 from nstkit.stylisation import build_extractor
 from nstkit.testing import TinyExtractor
 
-from .conftest import FAST, by_content, records, run
-
 PAUSER = Path(__file__).with_name("pausing_nstkit.py")
 TIMEOUT = 120
 
 
-def start_paused(tiny: Path, out: Path, job: int) -> tuple[subprocess.Popen, Path]:
-    """``nstkit run`` over the 2 x 2 tiny images, paused after step 1 of job ``job``."""
-    marker = out.parent / f"paused-{job}"
-    env = {**os.environ, "NSTKIT_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1",
-           "NSTKIT_TEST_PAUSE": f"{job}:{marker}"}
-    command = [sys.executable, str(PAUSER), "run", "gatys", "--content", str(tiny / "content"),
-               "--style", str(tiny / "style"), "--out", str(out), *FAST]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    deadline = time.monotonic() + TIMEOUT
-    while not marker.exists():
-        if process.poll() is not None:
-            pytest.fail(f"nstkit ended (code {process.returncode}) before job {job} began:\n"
-                        f"{process.communicate()[1]}")
-        if time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"job {job} did not start within {TIMEOUT} s")
-        time.sleep(0.05)
-    return process, marker
+@pytest.fixture
+def start_paused(tiny: Path, fast: tuple[str, ...]):
+    """``start_paused(out, job)``: ``nstkit run`` over the 2 x 2 tiny images in a subprocess,
+    paused after step 1 of job ``job``; returns ``(process, marker)``."""
+
+    def start(out: Path, job: int) -> tuple[subprocess.Popen, Path]:
+        marker = out.parent / f"paused-{job}"
+        env = {**os.environ, "NSTKIT_DISABLE_PLUGIN_AUTOLOAD": "1", "OMP_NUM_THREADS": "1",
+               "NSTKIT_TEST_PAUSE": f"{job}:{marker}"}
+        command = [sys.executable, str(PAUSER), "run", "gatys", "--content",
+                   str(tiny / "content"), "--style", str(tiny / "style"), "--out", str(out),
+                   *fast]
+        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + TIMEOUT
+        while not marker.exists():
+            if process.poll() is not None:
+                pytest.fail(f"nstkit ended (code {process.returncode}) before job {job} "
+                            f"began:\n{process.communicate()[1]}")
+            if time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"job {job} did not start within {TIMEOUT} s")
+            time.sleep(0.05)
+        return process, marker
+
+    return start
 
 
-def check_done_outputs(out: Path) -> list[str]:
-    """Every output the manifest reports done is intact and a valid 32 px image; returns them."""
-    done = [r for r in records(out) if r["status"] == "done"]
-    for record in done:
-        target = out / record["output"]
-        assert file_sha256(target) == record["output_sha256"], record["output"]
-        assert max(load_image(target).shape[-2:]) == 32
-    return [r["output"] for r in done]
+@pytest.fixture
+def check_done_outputs(records):
+    """``check_done_outputs(out)``: every output the manifest reports done is intact and a
+    valid 32 px image; returns them."""
+
+    def check(out: Path) -> list[str]:
+        done = [r for r in records(out) if r["status"] == "done"]
+        for record in done:
+            target = out / record["output"]
+            assert file_sha256(target) == record["output_sha256"], record["output"]
+            assert max(load_image(target).shape[-2:]) == 32
+        return [r["output"] for r in done]
+
+    return check
 
 
 def visible_images(out: Path) -> set[str]:
@@ -70,10 +81,10 @@ def visible_images(out: Path) -> set[str]:
 
 
 @pytest.mark.slow
-def test_kill_9_mid_batch_loses_nothing_and_the_rerun_does_the_rest(tiny: Path,
-                                                                    tmp_path: Path) -> None:
+def test_kill_9_mid_batch_loses_nothing_and_the_rerun_does_the_rest(
+        tiny: Path, tmp_path: Path, start_paused, check_done_outputs, run, records) -> None:
     out = tmp_path / "out"
-    process, _ = start_paused(tiny, out, job=3)
+    process, _ = start_paused(out, job=3)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=TIMEOUT)
     assert process.returncode == -signal.SIGKILL
@@ -94,9 +105,10 @@ def test_kill_9_mid_batch_loses_nothing_and_the_rerun_does_the_rest(tiny: Path,
 
 
 @pytest.mark.slow
-def test_sigint_stops_cleanly_with_a_summary_and_exit_130(tiny: Path, tmp_path: Path) -> None:
+def test_sigint_stops_cleanly_with_a_summary_and_exit_130(tmp_path: Path, start_paused,
+                                                          check_done_outputs, records) -> None:
     out = tmp_path / "out"
-    process, _ = start_paused(tiny, out, job=2)
+    process, _ = start_paused(out, job=2)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=TIMEOUT)
     assert process.returncode == 130, stderr
@@ -150,22 +162,29 @@ class _FaultyLoss:
         return zero + self.fault(self.job, self.steps, image)
 
 
-def run_with(plugin: _FaultyLoss, tiny: Path, out: Path, *extra: str):
-    get_host().add(plugin, name=f"test-{plugin.name}")
-    return run(tiny / "content", tiny / "style" / "starry_night.png", out, "--set",
-               f"losses.2={{name: {plugin.name}}}", *extra)
+@pytest.fixture
+def run_with(tiny: Path, run):
+    """``run_with(plugin, out, *extra)``: add ``plugin`` to the host, then run the tiny contents
+    with one style and the plugin's loss as a third term."""
+
+    def run_plugin(plugin: _FaultyLoss, out: Path, *extra: str):
+        get_host().add(plugin, name=f"test-{plugin.name}")
+        return run(tiny / "content", tiny / "style" / "starry_night.png", out, "--set",
+                   f"losses.2={{name: {plugin.name}}}", *extra)
+
+    return run_plugin
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")], ids=["nan", "inf"])
-def test_a_non_finite_loss_fails_its_job_at_that_step(tiny: Path, tmp_path: Path,
+def test_a_non_finite_loss_fails_its_job_at_that_step(tmp_path: Path, run_with, by_content,
                                                       bad: float) -> None:
     def poison(job: str, steps: int, image: torch.Tensor) -> float:
         return bad if job.startswith("chelsea") and steps >= 2 else 0.0
 
     plugin = _FaultyLoss("poison", poison)
     out = tmp_path / "out"
-    result = run_with(plugin, tiny, out, "--iterations", "4", "--set", "optimizer.name=adam")
+    result = run_with(plugin, out, "--iterations", "4", "--set", "optimizer.name=adam")
     assert result.exit_code == 1, result.output
     jobs = by_content(out)
     assert jobs["chelsea.png"]["status"] == "failed"
@@ -178,7 +197,8 @@ def test_a_non_finite_loss_fails_its_job_at_that_step(tiny: Path, tmp_path: Path
 
 
 @pytest.mark.slow
-def test_cuda_oom_in_a_batch_is_retried_one_image_at_a_time(tiny: Path, tmp_path: Path) -> None:
+def test_cuda_oom_in_a_batch_is_retried_one_image_at_a_time(tmp_path: Path, run_with,
+                                                             records) -> None:
     def oom(job: str, steps: int, image: torch.Tensor) -> float:
         if image.shape[0] > 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
@@ -186,22 +206,22 @@ def test_cuda_oom_in_a_batch_is_retried_one_image_at_a_time(tiny: Path, tmp_path
 
     out = tmp_path / "out"
     plugin = _FaultyLoss("oom", oom)
-    result = run_with(plugin, tiny, out, "--batch-size", "2")
+    result = run_with(plugin, out, "--batch-size", "2")
     assert result.exit_code == 0, result.output
     found = records(out)
     assert [(r["status"], r["batch_size"]) for r in found] == [("done", 1), ("done", 1)]
 
 
 @pytest.mark.slow
-def test_cuda_oom_of_a_single_image_is_reported_and_the_batch_goes_on(tiny: Path,
-                                                                      tmp_path: Path) -> None:
+def test_cuda_oom_of_a_single_image_is_reported_and_the_batch_goes_on(tmp_path: Path, run_with,
+                                                                      by_content) -> None:
     def oom(job: str, steps: int, image: torch.Tensor) -> float:
         if job.startswith("chelsea"):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
         return 0.0
 
     out = tmp_path / "out"
-    result = run_with(_FaultyLoss("oom", oom), tiny, out)
+    result = run_with(_FaultyLoss("oom", oom), out)
     assert result.exit_code == 1, result.output
     jobs = by_content(out)
     assert jobs["coffee.png"]["status"] == "done"
@@ -242,7 +262,8 @@ class _FullGpu:
         register("full-gpu", _FullGpuExtractor)
 
 
-def test_cuda_oom_loading_the_extractor_is_a_clear_error(tiny: Path, tmp_path: Path) -> None:
+def test_cuda_oom_loading_the_extractor_is_a_clear_error(tiny: Path, tmp_path: Path, run,
+                                                         records) -> None:
     get_host().add(_FullGpu(), name="test-full-gpu")
     result = run(tiny / "content", tiny / "style", tmp_path / "out", "--set",
                  "extractor.name=full-gpu", "--device", "cpu")
@@ -265,8 +286,8 @@ class _RemoveWhenStarting:
 
 
 @pytest.mark.slow
-def test_an_input_removed_during_the_batch_fails_its_job_alone(tiny: Path,
-                                                              tmp_path: Path) -> None:
+def test_an_input_removed_during_the_batch_fails_its_job_alone(tiny: Path, tmp_path: Path,
+                                                              run, by_content) -> None:
     content = tmp_path / "content"
     shutil.copytree(tiny / "content", content)
     get_host().add(_RemoveWhenStarting(content / "coffee.png"), name="test-remover")
@@ -307,6 +328,7 @@ class _FlakyHook:
 @pytest.mark.slow
 @pytest.mark.parametrize("hook", ["on_job_start", "on_step", "on_job_end"])
 def test_a_plugin_raising_in_a_hook_fails_that_job_naming_the_plugin(tiny: Path, tmp_path: Path,
+                                                                    run, by_content,
                                                                     hook: str) -> None:
     get_host().add(_FlakyHook(hook, "coffee"), name="nstkit-flaky")
     out = tmp_path / "out"
@@ -337,7 +359,8 @@ def _install_distribution(site: Path, module: str, source: str) -> None:
      "nstkit plugin 'broken' failed: register_losses raised RuntimeError: boom"),
 ])
 def test_an_installed_plugin_that_breaks_is_named_and_the_run_goes_on(
-        tiny: Path, tmp_path: Path, monkeypatch, source: str, message: str) -> None:
+        tiny: Path, tmp_path: Path, monkeypatch, run, records, source: str,
+        message: str) -> None:
     _install_distribution(tmp_path / "site", "broken", source)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     monkeypatch.delenv("NSTKIT_DISABLE_PLUGIN_AUTOLOAD")
