@@ -102,6 +102,9 @@ class LayerSchedule(Section):
 
 
 def _layer_form(value: Any) -> str:
+    """The form of a ``layers`` value, as read from YAML or as validated (for dumping)."""
+    if isinstance(value, LayerSchedule):
+        return "schedule"
     if isinstance(value, dict):
         return "schedule" if "schedule" in value else "weights"
     return "names"
