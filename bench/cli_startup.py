@@ -86,8 +86,9 @@ def main() -> None:
         for name, argv in runs.items():
             times[name].append(wall(argv, env))
     torch_s = statistics.median(times["import torch"])
-    print(f"\n{'command':<22} {'median s':>9} {'x torch':>8}  torch imported  target <= {TARGET}")
-    print(f"{'import torch':<16} {torch_s:>9.3f} {1:>8.2f}")
+    print(f"\n{'command':<22} {'median s':>9} {'x torch':>8}  torch imported  "
+          f"target <= {TARGET}")
+    print(f"{'python -c import torch':<22} {torch_s:>9.3f} {1:>8.2f}")
     for name, argv in commands(folder).items():
         median = statistics.median(times[name])
         torch_in = "yes" if imports_torch(argv, env) else "no"
