@@ -28,8 +28,9 @@ from pydantic import (
     model_validator,
 )
 
+from nstkit.layers import GATYS_STYLE_LAYERS
+
 VERSION = 1
-GATYS_STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
 INIT_CHOICES = ("content", "noise", "style")
 WEIGHT_KEYWORDS = ("original", "torchvision", "random")
 MAX_NUMBER = 1e30

@@ -23,6 +23,8 @@ CFGS: dict[str, list[int | str]] = {
           512, 512, 512, "M"],
 }
 ARCH_CFG = {"vgg16": "D", "vgg19": "E"}
+GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+"""Gatys et al. 2016's style layers: the first ReLU of every VGG block."""
 
 
 def suggest(name: str, choices: Iterable[str]) -> str:

@@ -6,9 +6,10 @@ from collections.abc import Mapping
 
 import torch
 
+from nstkit.layers import GATYS_STYLE_LAYERS
 from nstkit.losses.base import LayerSpec, LossTerm, Targets
 
-STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+STYLE_LAYERS = GATYS_STYLE_LAYERS
 
 
 def gram_matrix(features: torch.Tensor, shift: float = 0.0) -> torch.Tensor:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from nstkit.components import build_extractor, resolve_device
+from nstkit.config import INIT_CHOICES
 from nstkit.image import load_image, resize_longest, save_image
 from nstkit.memory import estimate_for_recipe
 from nstkit.optimisation import StyleCache
@@ -91,8 +92,7 @@ def group_jobs(jobs: Sequence[Job], recipe: Recipe, batch_size: int) -> list[lis
     """Batches of up to ``batch_size`` jobs sharing a style, for the recipes that can run
     batched (batch size 1, or any other recipe: one job each)."""
     config = recipe.config
-    if batch_size <= 1 or config.preserve_colour or config.init not in (
-            "content", "noise", "style"):
+    if batch_size <= 1 or config.preserve_colour or config.init not in INIT_CHOICES:
         return [[job] for job in jobs]
     by_style: dict[Path, list[Job]] = {}
     for job in jobs:
