@@ -13,7 +13,7 @@ import os
 import typer
 
 from nstkit.cli import arrays, compare, info, recipes, run, stylize
-from nstkit.cli.common import samples_dir
+from nstkit.samples import samples_dir
 
 app = typer.Typer(help="Neural style transfer (Gatys et al.) with pluggable components.",
                   no_args_is_help=True, add_completion=False)

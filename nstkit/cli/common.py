@@ -6,7 +6,6 @@ Imports no torch: commands that compute import it inside.
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -22,11 +21,6 @@ if TYPE_CHECKING:
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
-
-
-def samples_dir() -> Path:
-    """The folder of sample images bundled with the package."""
-    return Path(str(resources.files("nstkit") / "data" / "samples"))
 
 
 def fail(error: Exception) -> NoReturn:

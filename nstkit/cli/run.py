@@ -18,7 +18,6 @@ from nstkit.cli.common import (
     load,
     load_extractor,
     prepare_out,
-    samples_dir,
 )
 from nstkit.cli.options import (
     Address,
@@ -39,6 +38,7 @@ from nstkit.cli.options import (
     overrides,
 )
 from nstkit.errors import NstkitError
+from nstkit.samples import samples_dir
 
 if TYPE_CHECKING:
     from nstkit.executors import Executor
