@@ -102,13 +102,13 @@ class LayerSchedule(Section):
     rising: Annotated[bool, Field(strict=True)] = False
 
 
-def _layer_form(value: Any) -> str:
+def _layer_form(value: Any) -> str | None:
     """The form of a ``layers`` value, as read from YAML or as validated (for dumping)."""
     if isinstance(value, LayerSchedule):
         return "schedule"
     if isinstance(value, dict):
         return "schedule" if "schedule" in value else "weights"
-    return "names"
+    return "names" if isinstance(value, list) else None
 
 
 LayerSpec = Annotated[

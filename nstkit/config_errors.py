@@ -12,6 +12,14 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from nstkit.config import (
+    LayerSchedule,
+    MultiscaleConfig,
+    OutputConfig,
+    RecipeConfig,
+    recipe_defaults,
+)
+from nstkit.config_options import options_model
 from nstkit.layers import suggest
 
 if typing.TYPE_CHECKING:
@@ -99,6 +107,8 @@ def _describe(item: Mapping[str, Any], data: Mapping[str, Any],
               host: PluginHost) -> tuple[KeyPath, str]:
     kind, value = item["type"], item.get("input")
     path = display_path(item["loc"], data, kind)
+    if kind == "unknown_component" and not isinstance(value, Mapping):
+        return path, f"must be a mapping, got {show(value)}"
     if kind == "unknown_component":
         return (*path, "name"), _unknown_component(path, value, host)
     if kind == "extra_forbidden":
@@ -126,7 +136,7 @@ def _describe(item: Mapping[str, Any], data: Mapping[str, Any],
 
 def _unknown_component(path: KeyPath, value: Any, host: PluginHost) -> str:
     registry = host.registry(KINDS[str(path[0])])
-    name = value.get("name") if isinstance(value, Mapping) else None
+    name = value.get("name")
     if name is None:
         return "is required"
     if not isinstance(name, str) or not name:
@@ -154,8 +164,6 @@ def _unknown_key(path: KeyPath, data: Mapping[str, Any], host: PluginHost) -> st
 
 def _unknown_option(key: str, parent: KeyPath, data: Mapping[str, Any],
                     host: PluginHost) -> str:
-    from nstkit.config_schema import options_model
-
     section = str(parent[0])
     node: Any = data
     for part in parent:
@@ -172,11 +180,9 @@ def _unknown_option(key: str, parent: KeyPath, data: Mapping[str, Any],
 def _nullable(path: KeyPath, data: Mapping[str, Any], host: PluginHost) -> bool:
     """Whether the key at ``path`` also accepts ``null`` (top-level keys and the keys of a
     component's options)."""
-    from nstkit.config_schema import config_model, options_model
-
     field = None
     if len(path) == 1:
-        field = config_model(host).model_fields.get(str(path[0]))
+        field = RecipeConfig.model_fields.get(str(path[0]))
     elif str(path[0]) in KINDS and len(path) == (3 if path[0] == "losses" else 2):
         node: Any = data
         for part in path[:-1]:
@@ -191,10 +197,7 @@ def _nullable(path: KeyPath, data: Mapping[str, Any], host: PluginHost) -> bool:
 
 
 def _allowed(parent: KeyPath, host: PluginHost) -> list[str]:
-    from nstkit.config import LayerSchedule, recipe_defaults
-    from nstkit.config_schema import config_model
-
-    model: type[BaseModel] = config_model(host)
+    model: type[BaseModel] = RecipeConfig
     if not parent:
         return list(recipe_defaults())
     if parent[0] == "losses":
@@ -209,9 +212,6 @@ def _allowed(parent: KeyPath, host: PluginHost) -> list[str]:
 def _nested_keys(host: PluginHost) -> dict[str, str]:
     """A nested key's name -> its full path (``iterations`` -> ``optimizer.iterations``), for
     keys written at the top level by mistake."""
-    from nstkit.config import MultiscaleConfig, OutputConfig
-    from nstkit.config_schema import options_model
-
     found: dict[str, str] = {"iterations": "optimizer.iterations"}
     for section, model in (("output", OutputConfig), ("multiscale", MultiscaleConfig)):
         found.update({key: f"{section}.{key}" for key in model.model_fields

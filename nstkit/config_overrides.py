@@ -28,18 +28,26 @@ from nstkit.errors import ConfigError
 if TYPE_CHECKING:
     from nstkit.plugins import PluginHost
 
+# keywords whose None means "not given", as in the keyword API's signature
+OPTIONAL = ("losses", "optimizer_options", "extractor_options", "content_layers",
+            "style_layers", "style_weight")
 GATYS_KEYS = ("content_layers", "style_layers", "content_weight", "style_weight", "tv_weight",
               "style_loss")
 
 
 def apply_overrides(config: StylizeConfig, overrides: Mapping[str, Any],
-                    host: PluginHost) -> StylizeConfig:
+                    host: PluginHost, *, check_layers: bool = True) -> StylizeConfig:
     """``config`` with ``overrides`` applied and validated against the host's components
     (``config`` itself is returned unchanged, not revalidated, when there are none).
 
     Raises:
         ConfigError: every problem of the result, ``key.path: message`` each.
     """
+    if not isinstance(config, StylizeConfig):
+        raise TypeError(f"config must be a StylizeConfig (a recipe's .config), got "
+                        f"{type(config).__name__}")
+    overrides = {key: value for key, value in overrides.items()
+                 if not (value is None and key in OPTIONAL)}
     if not overrides:
         return config
     data = config.model_dump()
@@ -51,7 +59,8 @@ def apply_overrides(config: StylizeConfig, overrides: Mapping[str, Any],
         data[key] = value
     from nstkit.config_schema import validate_config
 
-    resolved, problems = validate_config(data, host, lambda path: "stylize()", build=False)
+    resolved, problems = validate_config(data, host, lambda path: "stylize()", build=False,
+                                         check_layers=check_layers)
     if resolved is None:
         raise ConfigError(problems)
     return StylizeConfig.model_validate(resolved.model_dump(
@@ -63,19 +72,23 @@ def _expand(overrides: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     extractor, optimizer = dict(data["extractor"]), dict(data["optimizer"])
     if "extractor" in overrides:
-        extractor = {"name": overrides.pop("extractor")}
+        extractor = _section(overrides.pop("extractor"))
     for key in ("pooling", "weights"):
         if key in overrides:
             extractor[key] = overrides.pop(key)
     extractor.update(overrides.pop("extractor_options", None) or {})
     if "optimizer" in overrides:
-        optimizer = {"name": overrides.pop("optimizer"), "iterations": optimizer["iterations"]}
+        optimizer = {"iterations": optimizer["iterations"], **_section(overrides.pop("optimizer"))}
     if "iterations" in overrides:
         optimizer["iterations"] = overrides.pop("iterations")
     optimizer.update(overrides.pop("optimizer_options", None) or {})
     changes["extractor"], changes["optimizer"] = extractor, optimizer
     gatys = {key: overrides.pop(key) for key in GATYS_KEYS if key in overrides}
     if gatys and "losses" not in overrides:
+        if data["losses"] != [t.model_dump(exclude_unset=True)
+                              for t in StylizeConfig().losses]:
+            raise ConfigError([f"stylize(): {', '.join(gatys)} set the Gatys terms, but this "
+                               f"config has losses of its own; change those with losses=[...]"])
         changes["losses"] = gatys_losses(**gatys)
     if "losses" in overrides:
         changes["losses"] = [_plain(term) for term in overrides.pop("losses")]
@@ -98,6 +111,11 @@ def gatys_losses(content_layers: Any = None, style_layers: Any = None,
     if tv_weight:
         terms.append({"name": "tv", "weight": tv_weight})
     return terms
+
+
+def _section(value: Any) -> Any:
+    """``extractor=``/``optimizer=``: a name, or the whole mapping."""
+    return {"name": value} if isinstance(value, str) else value
 
 
 def _plain(term: Any) -> Any:

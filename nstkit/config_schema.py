@@ -24,6 +24,7 @@ from nstkit.config import (
     RecipeConfig,
 )
 from nstkit.config_errors import KeyPath, describe_errors, format_path
+from nstkit.config_options import options_model
 from nstkit.errors import NstkitError
 from nstkit.layers import LayerTable, layer_names_in, resolve_layer_spec
 from nstkit.registry import Entry, Registry, factory_key
@@ -39,60 +40,12 @@ COMPONENTS: dict[str, tuple[str, type[BaseModel], tuple[str, ...]]] = {
 }
 
 
-def options_from_signature(factory: Callable[..., Any], skip: int = 0,
-                           reserved: tuple[str, ...] = ()) -> type[BaseModel]:
-    """An options model read from ``factory``'s keyword parameters after the first ``skip``.
-
-    Annotations pydantic understands are checked; others (or none) accept any value. A factory
-    taking ``**kwargs`` accepts any other option too.
-    """
-    try:
-        params = list(inspect.signature(factory).parameters.values())[skip:]
-    except (TypeError, ValueError):
-        return type("AnyOptions", (Options,), {"model_config": ConfigDict(extra="allow")})
-    hints = _type_hints(factory)
-    fields: dict[str, Any] = {}
-    for param in params:
-        if param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY) or \
-                param.name in reserved:
-            continue
-        default = ... if param.default is param.empty else param.default
-        fields[param.name] = (hints.get(param.name, Any), default)
-    extra = "allow" if any(p.kind is p.VAR_KEYWORD for p in params) else "forbid"
-    namespace = {"model_config": ConfigDict(extra=extra, arbitrary_types_allowed=True)}
-    base = type(f"{getattr(factory, '__name__', 'Factory')}Options", (Options,), namespace)
-    try:
-        return create_model(base.__name__, __base__=base, **fields)
-    except Exception:  # an annotation pydantic cannot check: accept any value
-        return create_model(base.__name__, __base__=base,
-                            **{name: (Any, default) for name, (_, default) in fields.items()})
-
-
-def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
-    target = factory.__init__ if inspect.isclass(factory) else factory
-    try:
-        return typing.get_type_hints(target)
-    except Exception:  # names only defined under TYPE_CHECKING, partials, builtins
-        return {}
-
-
-_signature_models: dict[Hashable, type[BaseModel]] = {}
-
-
-def options_model(entry: Entry, skip: int, reserved: tuple[str, ...]) -> type[BaseModel]:
-    """The component's declared options model, else one read from its factory (once per
-    factory)."""
-    if entry.options is not None:
-        return entry.options
-    key = (factory_key(entry.factory), skip, reserved)
-    if key not in _signature_models:
-        _signature_models[key] = options_from_signature(entry.factory, skip, reserved)
-    return _signature_models[key]
-
-
 def _component_model(key: str, entry: Entry) -> type[BaseModel]:
     kind, base, reserved = COMPONENTS[key]
-    options = options_model(entry, 1 if kind == "optimizer" else 0, reserved)
+    try:
+        options = options_model(entry, 1 if kind == "optimizer" else 0, reserved)
+    except NstkitError:  # its factory cannot be imported: reported when it is used
+        options = type("AnyOptions", (Options,), {"model_config": ConfigDict(extra="allow")})
     extra = options.model_config.get("extra") or "forbid"
     namespace = {"__annotations__": {"name": Literal[entry.name]},
                  "model_config": ConfigDict(extra=extra, title=f"{kind} {entry.name}"),
@@ -102,7 +55,8 @@ def _component_model(key: str, entry: Entry) -> type[BaseModel]:
 
 
 def _tag(value: Any) -> str | None:
-    return value.get("name") if isinstance(value, dict) else getattr(value, "name", None)
+    name = value.get("name") if isinstance(value, dict) else getattr(value, "name", None)
+    return name if isinstance(name, str) else None
 
 
 def _union(key: str, registry: Registry) -> Any:
@@ -140,19 +94,22 @@ def config_model(host: PluginHost) -> type[RecipeConfig]:
 
 def validate_config(data: Mapping[str, Any], host: PluginHost,
                     source: Callable[[KeyPath], str] = lambda path: "recipe", *,
-                    build: bool = True) -> tuple[RecipeConfig | None, list[str]]:
+                    build: bool = True, check_layers: bool = True,
+                    ) -> tuple[RecipeConfig | None, list[str]]:
     """Check a resolved recipe; ``(config, [])`` when valid, else ``(None, problems)``.
 
     Each problem reads ``"<source>: <key path>: <what is wrong>"``; ``source`` names the file
     (or ``--set``) that gave a key path. With ``build``, plugin components that declare no
-    options model are built once to check their values (see :func:`build_problems`).
+    options model are built once to check their values (see :func:`build_problems`); with
+    ``check_layers``, layer names are checked against the extractor's layer table.
     """
     config, problems = None, []
     try:
         config = config_model(host).model_validate(data)
     except ValidationError as exc:
         problems += [(path, message) for path, message in describe_errors(exc, data, host)]
-    problems += layer_problems(data, host, probe=build)
+    if check_layers:
+        problems += layer_problems(data, host, probe=build)
     if config is not None and build:
         problems += build_problems(config, host)
     lines = [f"{source(path)}: {format_path(path)}: {message}" for path, message in problems]
@@ -162,7 +119,8 @@ def validate_config(data: Mapping[str, Any], host: PluginHost,
 def layer_table(host: PluginHost, extractor: Any, probe: bool = True) -> LayerTable | None:
     """The layer table of the recipe's extractor: declared, or (with ``probe``) learnt by
     building it with random weights (cheap) when the extractor's factory accepts them."""
-    if not isinstance(extractor, Mapping) or extractor.get("name") not in host.extractors:
+    name = extractor.get("name") if isinstance(extractor, Mapping) else None
+    if not isinstance(name, str) or name not in host.extractors:
         return None
     try:
         entry = host.extractors.entry(extractor["name"])

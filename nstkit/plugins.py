@@ -217,7 +217,7 @@ class PluginHost:
             before = _snapshot(cli)
             try:
                 self._call(impl, "register_commands", cli=cli)
-            except PluginError as exc:
+            except NstkitError as exc:
                 self._failed(impl.plugin_name, str(exc).removeprefix(
                     f"plugin {impl.plugin_name!r}: "))
                 continue

@@ -17,7 +17,7 @@ from nstkit.components import (
     memory_format,
     resolve_device,
 )
-from nstkit.config import LossTermConfig, StylizeConfig
+from nstkit.config import ExtractorConfig, LossTermConfig, StylizeConfig
 from nstkit.config_overrides import apply_overrides
 from nstkit.extractors import FeatureExtractor
 from nstkit.image import ImageInput, load_image, resize_longest, resize_to
@@ -216,7 +216,8 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput],
     built = overrides.pop("extractor", None) if isinstance(overrides.get("extractor"),
                                                            FeatureExtractor) else None
     init = overrides.pop("init") if not isinstance(overrides.get("init", ""), str) else None
-    config = apply_overrides(config or StylizeConfig(), overrides, host)
+    config = apply_overrides(StylizeConfig() if config is None else config, overrides, host,
+                             check_layers=built is None)  # a built extractor has its own
     dev = resolve_device(device)
     styles_in = list(style) if isinstance(style, (list, tuple)) else [style]
     blend = _blend(style_blend, len(styles_in))
@@ -256,10 +257,23 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput],
     if config.preserve_colour == "luminance":
         out = colour.recombine_luminance(out, original.to(dev))
     result = StyleResult(out.cpu(), history, config.iterations, time.perf_counter() - start,
-                         str(dev), config, [[scale, steps] for scale, steps in stages], blend,
-                         detail)
+                         str(dev), _as_run(config, built, init),
+                         [[scale, steps] for scale, steps in stages], blend,
+                         detail and len(stages) > 1)
     host.notify("on_job_end", job=info, result=result, error=None)
     return result
+
+
+def _as_run(config: StylizeConfig, built: FeatureExtractor | None,
+            init: ImageInput | None) -> StylizeConfig:
+    """The config as it ran: a built extractor by its class name, an image ``init`` as
+    ``"image"`` (neither is a config value one could pass again)."""
+    changes: dict[str, Any] = {}
+    if built is not None:
+        changes["extractor"] = ExtractorConfig(name=type(built).__name__)
+    if init is not None:
+        changes["init"] = "image"
+    return config.model_copy(update=changes) if changes else config
 
 
 def _too_small(error: ValueError, content: ImageInput, config: StylizeConfig) -> ValueError:

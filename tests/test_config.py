@@ -8,12 +8,14 @@ from typing import Annotated
 
 import jsonschema
 import pytest
+import torch
 from pydantic import Field
 from typer.testing import CliRunner
 
 from nstkit.config import Options, StylizeConfig, recipe_defaults
+from nstkit.config_options import options_from_signature
 from nstkit.config_overrides import apply_overrides
-from nstkit.config_schema import config_model, options_from_signature, recipe_json_schema
+from nstkit.config_schema import config_model, recipe_json_schema
 from nstkit.errors import ConfigError, RecipeError
 from nstkit.hookspecs import hookimpl
 from nstkit.losses import ContentLoss
@@ -193,3 +195,87 @@ class TestJsonSchema:
         assert schema["title"] == "nstkit recipe"
         titles = {d.get("title") for d in schema["$defs"].values()}
         assert {"loss gram", "loss tv", "optimizer lbfgs", "extractor vgg19"} <= titles
+
+
+def test_a_plugin_whose_factory_cannot_be_imported_breaks_only_its_own_recipes() -> None:
+    class Broken:
+        @hookimpl
+        def register_losses(self, register) -> None:
+            register("gone", "nstkit_no_such_module:Loss")  # no options model: read on use
+
+    host = PluginHost([Broken()], autoload=False)
+    assert load_recipe("gatys", host=host).config.losses[1].name == "gram"
+    assert "loss gone" in json.dumps(recipe_json_schema(host))
+
+
+def test_the_schema_describes_a_signature_with_a_class_annotation() -> None:
+    def shifted(*, layers: object = None, device: torch.device | None = None,
+                amount: float = 1.0) -> ContentLoss:
+        return ContentLoss(layers)
+
+    class Plugin:
+        @hookimpl
+        def register_losses(self, register) -> None:
+            register("shifted", shifted)
+
+    host = PluginHost([Plugin()], autoload=False)
+    schema = recipe_json_schema(host)
+    [term] = [d for d in schema["$defs"].values() if d.get("title") == "loss shifted"]
+    assert {"device", "amount"} <= set(term["properties"])
+    with pytest.raises(RecipeError, match=r"losses\[1\]\.amount: must be a number"):
+        load_recipe("gatys", ["losses.1={name: shifted, amount: x}"], host=host)
+
+
+@pytest.mark.parametrize(("item", "message"), [
+    ("losses.0=5", "--set: losses[0]: must be a mapping, got 5"),
+    ("optimizer=adam", "--set: optimizer: must be a mapping, got 'adam'"),
+    ("extractor.name=[1]", "--set: extractor.name: must be a registered extractor name, got [1]"),
+    ("losses.0.layers=relu1_1", "--set: losses[0].layers: must be a list of layer names, a "
+     "mapping of layer name to weight, or a schedule, got 'relu1_1'"),
+])
+def test_values_of_the_wrong_shape_are_named_where_they_are(item: str, message: str) -> None:
+    with pytest.raises(RecipeError) as info:
+        load_recipe("gatys", [item], host=PluginHost(autoload=False))
+    assert info.value.problems == [message]
+
+
+class TestStylizeKeywords:
+    host = PluginHost(autoload=False)
+
+    def test_none_means_not_given_as_in_the_old_signature(self) -> None:
+        config = apply_overrides(StylizeConfig(), {"losses": None, "optimizer_options": None,
+                                                   "size": 64}, self.host)
+        assert config.losses == StylizeConfig().losses
+        assert config.size == 64
+
+    def test_a_component_may_be_given_as_a_mapping(self) -> None:
+        config = apply_overrides(StylizeConfig(), {"optimizer": {"name": "adam", "lr": 0.1}},
+                                 self.host)
+        assert (config.optimizer.name, config.iterations) == ("adam", 500)
+        assert config.optimizer.options == {"lr": 0.1}
+
+    def test_gatys_shorthands_refuse_a_config_with_losses_of_its_own(self) -> None:
+        improved = load_recipe("improved", host=self.host).config
+        with pytest.raises(ConfigError, match="style_weight set the Gatys terms, but this "
+                                              "config has losses of its own"):
+            apply_overrides(improved, {"style_weight": 1e-2}, self.host)
+
+    def test_a_recipe_instead_of_its_config_is_a_clear_error(self) -> None:
+        with pytest.raises(TypeError, match=r"config must be a StylizeConfig \(a recipe's "
+                                            r"\.config\), got Recipe"):
+            apply_overrides(load_recipe("gatys", host=self.host), {}, self.host)
+
+
+def test_a_built_extractor_brings_its_own_layers_and_is_recorded() -> None:
+    import nstkit
+    from nstkit.testing import TinyExtractor, tiny_images
+
+    images = tiny_images(16)
+    extractor = TinyExtractor()
+    layer = extractor.layer_names[1]
+    result = nstkit.stylize(images.content, images.styles[0], extractor=extractor,
+                            content_layers=[layer], style_layers=[layer], size=16,
+                            iterations=1, init=images.content, device="cpu",
+                            host=PluginHost(autoload=False))
+    assert result.settings["extractor"] == {"name": "TinyExtractor"}
+    assert result.settings["init"] == "image"

@@ -234,6 +234,7 @@ def test_bf16_autocast_runs_and_stays_close_to_fp32(pair) -> None:
 
 @pytest.mark.parametrize(("init", "detail"), [("content", True), ("noise", False)])
 def test_multiscale_detail_only_for_runs_from_the_content(pair, init, detail) -> None:
-    result = nstkit.stylize(*pair, size=32, iterations=2, weights="random", init=init,
+    result = nstkit.stylize(*pair, size=64, iterations=2, weights="random", init=init,
                             multiscale=[(0.5, 1), (1.0, 1)], device="cpu")
+    assert result.stages == [[0.5, 1], [1.0, 1]]  # both ran (at 32 px the half is too small)
     assert result.detail is detail

@@ -21,19 +21,23 @@ for module in (stylize, run, compare, recipes, info, arrays):
     module.register(app)
 
 
+_with_plugins: list[typer.Typer] = []
+
+
 def _plugin_commands() -> None:
-    """Commands of installed plugins (none with ``NSTKIT_DISABLE_PLUGIN_AUTOLOAD``)."""
-    if os.environ.get("NSTKIT_DISABLE_PLUGIN_AUTOLOAD"):
+    """Commands of installed plugins, added to :data:`app` once (none with
+    ``NSTKIT_DISABLE_PLUGIN_AUTOLOAD``)."""
+    if os.environ.get("NSTKIT_DISABLE_PLUGIN_AUTOLOAD") or app in _with_plugins:
         return
+    _with_plugins.append(app)
     from nstkit.plugins import get_host
 
     get_host().register_commands(app)
 
 
-_plugin_commands()
-
-
 def main() -> None:
+    """The ``nstkit`` command: the core commands and the installed plugins'."""
+    _plugin_commands()
     app()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -59,8 +60,9 @@ def stylize(
     named = {"extractor": extractor, "pooling": pooling, "weights": weights,
              "optimizer": optimizer, "content_weight": content_weight,
              "style_weight": style_weight, "init": init, "preserve_colour": preserve_colour}
-    items = overrides([*(sets or []), *(f"{KEYS[key]}={value}" for key, value in named.items()
-                                        if value is not None)],
+    # strings quoted (JSON is YAML), so a file name such as "a #1.png" stays one string
+    items = overrides([*(sets or []), *(f"{KEYS[key]}={json.dumps(value)}"
+                                        for key, value in named.items() if value is not None)],
                       size=size, iterations=iterations, seed=seed)
     resolved = load(recipe, items)
     if tv_weight:  # appended after the recipe's own terms
