@@ -116,8 +116,8 @@ def register_commands(cli: typer.Typer) -> None:
 
     Args:
         cli: the ``nstkit`` :class:`typer.Typer` app: ``@cli.command()`` adds a command,
-            ``cli.add_typer(sub, name=...)`` a group. A name the core already uses is an error
-            reported for the plugin; the core command stays.
+            ``cli.add_typer(sub, name=...)`` a group. A name already taken (by the core or an
+            earlier plugin) is dropped and reported for the plugin; the first command stays.
     """
 
 

@@ -279,3 +279,25 @@ def test_a_built_extractor_brings_its_own_layers_and_is_recorded() -> None:
                             host=PluginHost(autoload=False))
     assert result.settings["extractor"] == {"name": "TinyExtractor"}
     assert result.settings["init"] == "image"
+
+
+@pytest.mark.parametrize(("kind", "name"), [
+    (kind, entry.name) for kind in ("extractor", "loss", "optimizer")
+    for entry in PluginHost(autoload=False).registry(kind)])
+def test_builtin_options_models_match_their_factories(kind: str, name: str) -> None:
+    """A built-in declares its options for validation without importing torch; the model's
+    names and defaults must be the factory's, or recipes and the Python API would differ."""
+    import inspect
+
+    entry = PluginHost(autoload=False).registry(kind).entry(name)
+    params = list(inspect.signature(entry.factory).parameters.values())
+    if kind == "optimizer":
+        params = params[1:]  # the image being optimised
+    if kind == "extractor":  # vgg16/vgg19(**options) -> VGGExtractor(arch, *, ...)
+        from nstkit.extractors.vgg import VGGExtractor
+
+        params = list(inspect.signature(VGGExtractor).parameters.values())[1:]
+    declared = {key: field.default for key, field in entry.options.model_fields.items()
+                if key != "layers"}
+    found = {p.name: p.default for p in params if p.name != "layers"}
+    assert declared == found
