@@ -19,8 +19,11 @@ Each ``check_*`` raises :class:`AssertionError` with a message saying what broke
 
 from __future__ import annotations
 
+import ast
 import copy
 import math
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +46,7 @@ __all__ = [
     "check_loss",
     "check_optimizer",
     "make_host",
+    "modules_after",
     "sample_images",
     "stylize_tiny",
     "tiny_images",
@@ -65,6 +69,22 @@ def _one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def modules_after(code: str, watch: Iterable[str] = ("torch", "numpy", "scipy")) -> list[str]:
+    """Which of the modules ``watch`` a fresh Python interpreter has imported after running
+    ``code``, sorted: for testing that an entry-point module stays light (the lazy pattern of
+    docs/plugins.md), e.g. ``assert modules_after("import my_plugin.plugin") == []``.
+
+    Raises:
+        AssertionError: ``code`` failed (its stderr is the message).
+    """
+    names = tuple(watch)
+    probe = f"import sys\n{code}\nprint(sorted(m for m in {names!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return ast.literal_eval(done.stdout.strip().splitlines()[-1])
 
 
 def make_host(*plugins: object | str) -> PluginHost:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import inspect
-import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -27,6 +24,7 @@ from nstkit.recipe import load_recipe  # noqa: E402
 from nstkit.testing import (  # noqa: E402
     check_loss,
     make_host,
+    modules_after,
     sample_images,
     stylize_tiny,
     tiny_images,
@@ -210,11 +208,7 @@ HEAVY = ("torch", "numpy", "scipy")
 
 def _heavy_modules_after(code: str) -> list[str]:
     """Which of :data:`HEAVY` a fresh interpreter has imported after running ``code``."""
-    probe = f"import sys\n{code}\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))"
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
-    return ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    return modules_after(code, HEAVY)
 
 
 def _recipe(folder: Path, **options: object) -> Path:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import inspect
 import itertools
-import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -26,7 +23,14 @@ from scipy.optimize import fmin_l_bfgs_b, rosen, rosen_der
 import nstkit
 from nstkit.errors import RecipeError
 from nstkit.recipe import load_recipe
-from nstkit.testing import check_optimizer, make_host, sample_images, stylize_tiny, tiny_images
+from nstkit.testing import (
+    check_optimizer,
+    make_host,
+    modules_after,
+    sample_images,
+    stylize_tiny,
+    tiny_images,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -195,11 +199,7 @@ HEAVY = ("torch", "numpy", "scipy")
 
 def _heavy_modules_after(code: str) -> list[str]:
     """Which of :data:`HEAVY` a fresh interpreter has imported after running ``code``."""
-    probe = f"import sys\n{code}\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))"
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
-    return ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    return modules_after(code, HEAVY)
 
 
 def _recipe(folder: Path, **options: object) -> Path:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import csv
-import subprocess
-import sys
 import types
 from importlib import metadata
 
@@ -20,7 +17,7 @@ import nstkit
 from nstkit.errors import LossError
 from nstkit.job import JobInfo
 from nstkit.losses import TVLoss
-from nstkit.testing import make_host, stylize_tiny
+from nstkit.testing import make_host, modules_after, stylize_tiny
 
 
 def _read(path) -> list[dict[str, str]]:
@@ -96,11 +93,7 @@ def test_registers_lifecycle_hooks_only() -> None:
 
 def _heavy_modules_after(code: str) -> list[str]:
     """Which of torch and NumPy a fresh interpreter has imported after running ``code``."""
-    probe = f"import sys\n{code}\nprint(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
-    return ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    return modules_after(code, ('torch', 'numpy'))
 
 
 @pytest.mark.slow
