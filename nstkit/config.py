@@ -261,12 +261,10 @@ class StylizeConfig(_Mapping):
     losses: Annotated[list[LossTermConfig], Field(min_length=1)] = Field(
         default_factory=default_losses)
     preserve_colour: PreserveColour | None = None
-    optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(
-        name="lbfgs", iterations=500))
+    optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="lbfgs"))
     multiscale: MultiscaleConfig | None = None
     precision: Precision = "fp32"
-    output: OutputConfig = Field(default_factory=lambda: OutputConfig(
-        format="png", quality=95, save_every=0))
+    output: OutputConfig = Field(default_factory=OutputConfig)
 
     @field_validator("losses")
     @classmethod
@@ -296,6 +294,6 @@ def recipe_defaults() -> dict[str, Any]:
     data = {"version": VERSION, "name": None, "description": "",
             **config.model_dump(exclude={"version", "name", "description"})}
     data["extractor"] = config.extractor.model_dump(exclude_unset=True)
-    data["optimizer"] = config.optimizer.model_dump(exclude_unset=True)
+    data["optimizer"] = config.optimizer.model_dump()
     data["losses"] = [term.model_dump(exclude_unset=True) for term in config.losses]
     return data

@@ -51,8 +51,10 @@ def apply_overrides(config: StylizeConfig, overrides: Mapping[str, Any],
     if not overrides:
         return config
     data = config.model_dump()
-    for key in ("extractor", "optimizer"):  # a component's options as given, not its defaults
-        data[key] = getattr(config, key).model_dump(exclude_unset=True)
+    # a component's options as given, not its defaults
+    data["extractor"] = config.extractor.model_dump(exclude_unset=True)
+    data["optimizer"] = {"iterations": config.optimizer.iterations,
+                         **config.optimizer.model_dump(exclude_unset=True)}
     data["losses"] = [term.model_dump(exclude_unset=True) for term in config.losses]
     data.pop("version", None), data.pop("name", None), data.pop("description", None)
     for key, value in _expand(dict(overrides), data).items():
