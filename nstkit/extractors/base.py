@@ -52,8 +52,13 @@ class FeatureExtractor(nn.Module):
         return self.layer_table().depth(layer)
 
     def layer_table(self) -> LayerTable:
-        """The extractor's layer names and aliases."""
-        return LayerTable(tuple(self.layer_names), self.aliases, type(self).__name__)
+        """The extractor's layer names and aliases (built once: ``forward`` resolves its
+        layers on every step; subclasses set ``layer_names`` and ``aliases`` in ``__init__``)."""
+        table = self.__dict__.get("_layer_table")
+        if table is None:
+            table = LayerTable(tuple(self.layer_names), dict(self.aliases), type(self).__name__)
+            self.__dict__["_layer_table"] = table
+        return table
 
     def forward(self, image: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
         """Feature maps of ``layers`` (canonical names) for RGB ``image`` in ``[0, 1]``."""
