@@ -225,6 +225,26 @@ class MultiscaleConfig(Section):
         return list(zip(self.scales, self.iterations, strict=True))
 
 
+class TilingConfig(Section):
+    """Stylise the full-size stage(s) in square tiles, so memory depends on ``tile``, not on
+    the image. Each step covers the image with tiles of ``tile`` px whose cores (the tile less
+    ``overlap`` px of context each side) partition it, on a grid shifted at random per step.
+
+    ``style: global`` matches the whole image's style statistics (a no-grad pass over the
+    tiles first); ``local`` matches each tile's statistics to the style's (one pass)."""
+
+    tile: Annotated[Integer, Field(ge=64)] = 512
+    overlap: Annotated[Count, Field(le=1024)] = 64
+    style: Literal["global", "local"] = "global"
+
+    @model_validator(mode="after")
+    def _core_left(self) -> TilingConfig:
+        if self.tile - 2 * self.overlap < 32:
+            raise ValueError(f"tile ({self.tile}) less twice the overlap ({self.overlap}) "
+                             f"must leave at least 32 px")
+        return self
+
+
 class OutputConfig(Section):
     """How results are written: format, JPEG/WebP quality, intermediate images."""
 
@@ -264,6 +284,7 @@ class StylizeConfig(_Mapping):
     optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="lbfgs"))
     multiscale: MultiscaleConfig | None = None
     precision: Precision = "fp32"
+    tiling: Literal["auto"] | TilingConfig | None = None
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @field_validator("losses")
