@@ -10,7 +10,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -119,7 +119,7 @@ def compute_targets(extractor: FeatureExtractor, layers: Sequence[str], content:
     )
 
 
-def _check_scalar(term: WeightedTerm, value: Any) -> torch.Tensor:
+def check_scalar(term: WeightedTerm, value: Any) -> torch.Tensor:
     if not isinstance(value, torch.Tensor) or value.numel() != 1:
         shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
         origin = f" (plugin {term.plugin!r})" if term.plugin else ""
@@ -127,9 +127,44 @@ def _check_scalar(term: WeightedTerm, value: Any) -> torch.Tensor:
     return value.reshape(())
 
 
+class Evaluator(Protocol):
+    """Computes the weighted term values and the total (and with ``backward`` the gradient)."""
+
+    def start_step(self, step: int) -> None: ...
+
+    def __call__(self, image: torch.Tensor, backward: bool = True) -> list[torch.Tensor]: ...
+
+
+class WholeImage:
+    """The loss of the whole image in one forward pass, and its gradient in one backward.
+
+    Called as ``evaluate(image, backward)``: the weighted value of every term, then the total;
+    with ``backward``, ``image.grad`` holds the total's gradient.
+    """
+
+    def __init__(self, terms: Sequence[WeightedTerm], extractor: FeatureExtractor,
+                 layers: Sequence[str], precision: str = "fp32") -> None:
+        self.terms, self.extractor = list(terms), extractor
+        self.layers, self.precision = list(layers), precision
+
+    def start_step(self, step: int) -> None:
+        """Called before each optimiser step (a tiled evaluator moves its grid here)."""
+
+    def __call__(self, image: torch.Tensor, backward: bool = True) -> list[torch.Tensor]:
+        with torch.set_grad_enabled(backward):
+            features = extract(self.extractor, image, self.layers, self.precision)
+            values = [term.weight * check_scalar(term, term.module(image, features))
+                      for term in self.terms]
+            total = torch.stack(values).sum()
+        if backward:
+            total.backward()
+        return [*values, total]
+
+
 def optimise(image: torch.Tensor, terms: Sequence[WeightedTerm], extractor: FeatureExtractor,
              layers: Sequence[str], optimizer: Any, iterations: int,
-             notify: Notify | None = None, precision: str = "fp32") -> dict[str, list[float]]:
+             notify: Notify | None = None, precision: str = "fp32",
+             evaluate: Evaluator | None = None) -> dict[str, list[float]]:
     """Minimise ``Σ weight · term`` over ``image`` in place, clamping it to ``[0, 1]``.
 
     Args:
@@ -143,6 +178,8 @@ def optimise(image: torch.Tensor, terms: Sequence[WeightedTerm], extractor: Feat
             of the image the step started from (a line search evaluates other points too).
         precision: ``"fp32"``, or ``"bf16"`` for the extractor under bf16 autocast (see
             :func:`extract`).
+        evaluate: how the loss and gradient are computed (default :class:`WholeImage`; a
+            tiled stage passes :class:`nstkit.tiling.evaluate.TiledImage`).
 
     Returns:
         The weighted value of every term and ``"total"``: entry ``k`` is the loss of the image
@@ -155,17 +192,11 @@ def optimise(image: torch.Tensor, terms: Sequence[WeightedTerm], extractor: Feat
     names = [term.name for term in terms] + ["total"]
     history: dict[str, list[float]] = {name: [] for name in names}
     first: list[torch.Tensor] = []
-
-    def evaluate() -> list[torch.Tensor]:
-        features = extract(extractor, image, layers, precision)
-        values = [term.weight * _check_scalar(term, term.module(image, features))
-                  for term in terms]
-        return [*values, torch.stack(values).sum()]
+    evaluate = evaluate or WholeImage(terms, extractor, layers, precision)
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        values = evaluate()
-        values[-1].backward()
+        values = evaluate(image, True)
         if not first:  # a line search evaluates more points; report where the step began
             first[:] = [value.detach() for value in values]
         return values[-1]
@@ -181,12 +212,13 @@ def optimise(image: torch.Tensor, terms: Sequence[WeightedTerm], extractor: Feat
 
     for step in range(1, iterations + 1):
         first.clear()
+        evaluate.start_step(step)
         optimizer.step(closure)
         losses = record(first, step)
         with torch.no_grad():
             image.clamp_(0, 1)
         if notify is not None:
             notify(step=step, losses=losses, image=image.detach())
-    with torch.no_grad():
-        record(evaluate(), iterations + 1)
+    evaluate.start_step(iterations + 1)
+    record(evaluate(image, False), iterations + 1)
     return history

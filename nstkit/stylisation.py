@@ -17,11 +17,12 @@ from nstkit.components import (
     memory_format,
     resolve_device,
 )
-from nstkit.config import ExtractorConfig, LossTermConfig, StylizeConfig
+from nstkit.config import ExtractorConfig, LossTermConfig, StylizeConfig, TilingConfig
 from nstkit.config_overrides import apply_overrides
 from nstkit.extractors import FeatureExtractor
 from nstkit.image import ImageInput, load_image, resize_longest, resize_to
 from nstkit.job import JobInfo
+from nstkit.losses import Targets
 from nstkit.optimisation import (
     StyleCache,
     WeightedTerm,
@@ -31,6 +32,8 @@ from nstkit.optimisation import (
 )
 from nstkit.plugins import PluginHost, get_host
 from nstkit.result import StyleResult
+from nstkit.tiling.evaluate import TiledImage
+from nstkit.tiling.stage import needs_tiles, tiled_stage
 
 LossSpec = LossTermConfig  # the name this API used before the typed configuration
 
@@ -120,27 +123,48 @@ class _Job:
     cache: StyleCache | None
     blend: list[float]
     detail: bool
+    tiling: TilingConfig | None = None
+    tile_generator: torch.Generator | None = None
 
 
-def _targets(job: _Job, original: torch.Tensor, style_images: list[torch.Tensor],
-             scale: float) -> tuple[torch.Tensor, Any]:
-    """One stage's content ``(B, 3, h, w)`` on the device and its targets."""
+@dataclass
+class _Stage:
+    """One stage, prepared: its content ``(B, 3, h, w)`` on the device, its targets, and
+    how its loss is evaluated (``None``: the whole image at once)."""
+
+    content: torch.Tensor
+    targets: Targets
+    evaluate: TiledImage | None = None
+
+
+def _prepare_stage(job: _Job, original: torch.Tensor, style_images: list[torch.Tensor],
+                   scale: float) -> _Stage:
+    """One stage's content and targets, with every term prepared for them."""
     content, styles = _stage_inputs(original, style_images, scale, job.config.style_scale,
                                     job.config.preserve_colour)
     fmt = memory_format(job.device)
     content = content.to(job.device, memory_format=fmt)
     styles = [s.to(job.device, memory_format=fmt) for s in styles]
-    return content, compute_targets(job.extractor, job.layers, content, styles, job.blend,
-                                    job.cache, job.extractor_key, job.config.precision)
+    if needs_tiles(job.tiling, content.shape):
+        assert job.tiling is not None
+        targets, evaluate = tiled_stage(job.terms, job.extractor, job.layers, content, styles,
+                                        job.blend, job.tiling, job.config.precision,
+                                        job.tile_generator, fmt)
+        return _Stage(content, targets, evaluate)
+    targets = compute_targets(job.extractor, job.layers, content, styles, job.blend,
+                              job.cache, job.extractor_key, job.config.precision)
+    for term in job.terms:
+        term.module.to(job.device).prepare(targets)
+    return _Stage(content, targets)
 
 
 def _fitting_stages(job: _Job, plan: list[tuple[float, int]], original: torch.Tensor,
-                    style_images: list[torch.Tensor]) -> tuple[list[tuple[float, int]], Any]:
+                    style_images: list[torch.Tensor]) -> tuple[list[tuple[float, int]], _Stage]:
     """The plan from its first stage large enough for the deepest layer (the skipped stages'
-    steps move to it), with that stage's content and targets."""
+    steps move to it), with that stage prepared."""
     for index, (scale, _) in enumerate(plan):
         try:
-            prepared = _targets(job, original, style_images, scale)
+            prepared = _prepare_stage(job, original, style_images, scale)
         except ValueError as exc:
             if "too small" not in str(exc) or index == len(plan) - 1:
                 raise
@@ -162,11 +186,9 @@ def _run_stages(job: _Job, plan: list[tuple[float, int]], original: torch.Tensor
     stages, prepared = _fitting_stages(job, plan, original, style_images)
     done = 0
     for number, (scale, steps) in enumerate(stages):
-        content, targets = prepared if number == 0 else _targets(job, original, style_images,
-                                                                 scale)
-        for term in job.terms:
-            term.module.to(job.device).prepare(targets)
-        start = initial(content.cpu(), [s.cpu() for s in targets.style_images]) \
+        stage = prepared if number == 0 else _prepare_stage(job, original, style_images, scale)
+        content = stage.content
+        start = initial(content.cpu(), [s.cpu() for s in stage.targets.style_images]) \
             if image is None else upsample_stage(image.detach().cpu(), content.cpu(), job.detail)
         fmt = memory_format(job.device)
         image = start.to(job.device).contiguous(memory_format=fmt).requires_grad_(True)
@@ -174,9 +196,10 @@ def _run_stages(job: _Job, plan: list[tuple[float, int]], original: torch.Tensor
         def notify(step: int, offset: int = done, **kw: Any) -> None:
             job.host.notify("on_step", job=job.info, step=offset + step, **kw)
 
-        stage = optimise(image, job.terms, job.extractor, job.layers, make_optimizer([image]),
-                         steps, notify=notify, precision=job.config.precision)
-        for name, values in stage.items():
+        result = optimise(image, job.terms, job.extractor, job.layers, make_optimizer([image]),
+                          steps, notify=notify, precision=job.config.precision,
+                          evaluate=stage.evaluate)
+        for name, values in result.items():
             history.setdefault(name, []).extend(values)
         done += steps
     assert image is not None
@@ -234,7 +257,9 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput],
         and config.init == "content"
     info = JobInfo(job_name, config.iterations, str(dev), tuple(original.shape[-2:]),
                    dict(job_extra or {}))
-    job = _Job(host, info, config, dev, run_ext, ext, layers, terms, cache, blend, detail)
+    tiling = config.tiling if isinstance(config.tiling, TilingConfig) else None
+    job = _Job(host, info, config, dev, run_ext, ext, layers, terms, cache, blend, detail,
+               tiling, torch.Generator().manual_seed(generator.initial_seed() + 1))
     start = time.perf_counter()
     host.notify("on_job_start", job=info)
     try:

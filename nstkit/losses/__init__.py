@@ -1,7 +1,7 @@
 """Loss terms: each a function plus an ``nn.Module`` (:class:`LossTerm`) calling it."""
 
 from nstkit.layers import equal_weights, geometric_weights
-from nstkit.losses.base import LossTerm, Targets, layer_weights
+from nstkit.losses.base import LossTerm, StatisticLoss, Targets, layer_weights, positions
 from nstkit.losses.colour import ColourLoss
 from nstkit.losses.content import ContentLoss, content_loss
 from nstkit.losses.gram import STYLE_LAYERS, GramLoss, ShiftedGramLoss, gram_loss, gram_matrix
@@ -14,6 +14,7 @@ __all__ = [
     "GramLoss",
     "LossTerm",
     "ShiftedGramLoss",
+    "StatisticLoss",
     "TVLoss",
     "Targets",
     "content_loss",
@@ -22,5 +23,6 @@ __all__ = [
     "gram_loss",
     "gram_matrix",
     "layer_weights",
+    "positions",
     "tv_loss",
 ]

@@ -84,3 +84,47 @@ class LossTerm(nn.Module):
             features: the extractor's features of ``image`` for (at least) ``self.layers``.
         """
         raise NotImplementedError
+
+
+def positions(features: torch.Tensor) -> int:
+    """The number of positions ``H * W`` of ``(B, C, H, W)`` features."""
+    return features.shape[-2] * features.shape[-1]
+
+
+class StatisticLoss(LossTerm):
+    """A term that sees the image only through means over positions of per-position statistics
+    (a Gram matrix is the mean of ``F F^T`` over positions).
+
+    Such a term adds up over tiles exactly: the sums of :meth:`statistics` over tiles that
+    partition the image, divided by the positions, are the whole image's means. A tiled
+    stylisation (``tiling:``) uses that to match the whole image's statistics, not each tile's.
+    Subclasses implement :meth:`statistics`, :meth:`loss_from_means` and :meth:`set_targets`;
+    :meth:`prepare` and :meth:`forward` follow from them.
+    """
+
+    def statistics(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per layer in ``self.layers``, the SUM over positions of the statistic, ``(B, ...)``."""
+        raise NotImplementedError
+
+    def loss_from_means(self, means: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The term's value (a scalar) from the image's means (statistics / positions)."""
+        raise NotImplementedError
+
+    def set_targets(self, style_means: Sequence[Mapping[str, torch.Tensor]],
+                    blend: Sequence[float]) -> None:
+        """Keep the targets, given each style image's means (``(1, ...)`` per layer) and their
+        blend weights (summing to 1)."""
+        raise NotImplementedError
+
+    def means(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """:meth:`statistics` divided by each layer's number of positions."""
+        return {layer: value / positions(features[layer])
+                for layer, value in self.statistics(features).items()}
+
+    def prepare(self, targets: Targets) -> None:
+        with torch.no_grad():
+            style_means = [self.means(features) for features in targets.style_features]
+        self.set_targets(style_means, targets.style_blend)
+
+    def forward(self, image: torch.Tensor, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.loss_from_means(self.means(features))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 
 from nstkit.layers import GATYS_STYLE_LAYERS
-from nstkit.losses.base import LayerSpec, LossTerm, Targets
+from nstkit.losses.base import LayerSpec, StatisticLoss, positions
 
 STYLE_LAYERS = GATYS_STYLE_LAYERS
 
@@ -44,11 +44,13 @@ def gram_loss(gram: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (gram - target).pow(2).mean() / 4
 
 
-class GramLoss(LossTerm):
+class GramLoss(StatisticLoss):
     """Style loss between Gram matrices, style images blended by their weights.
 
     Blending the target Grams (``A = Σ_k b_k A_k``) has the same gradient as blending the
-    per-style losses and costs one comparison per layer instead of one per style.
+    per-style losses and costs one comparison per layer instead of one per style. A Gram is the
+    mean of ``(F + s)(F + s)^T`` over positions, so the term is a :class:`StatisticLoss`: tiles
+    add up to the whole image's Gram.
 
     Args:
         layers: default ``relu1_1 .. relu5_1``, equal weights.
@@ -63,18 +65,26 @@ class GramLoss(LossTerm):
         self.shift = self.default_shift if shift is None else float(shift)
         self.targets: dict[str, torch.Tensor] = {}
 
-    def prepare(self, targets: Targets) -> None:
+    def statistics(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``(F + s)(F + s)^T`` summed over positions, ``(B, C, C)`` per layer."""
+        return {layer: gram_matrix(features[layer], self.shift) * positions(features[layer])
+                for layer in self.layers}
+
+    def means(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {layer: gram_matrix(features[layer], self.shift) for layer in self.layers}
+
+    def set_targets(self, style_means: Sequence[Mapping[str, torch.Tensor]],
+                    blend: Sequence[float]) -> None:
         self.targets = {
             layer: sum(  # type: ignore[misc]
-                blend * gram_matrix(features[layer], self.shift).detach()
-                for blend, features in zip(targets.style_blend, targets.style_features, strict=True)
-            )
+                weight * means[layer].detach()
+                for weight, means in zip(blend, style_means, strict=True))
             for layer in self.layers
         }
 
-    def forward(self, image: torch.Tensor, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    def loss_from_means(self, means: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return sum(  # type: ignore[return-value]
-            weight * gram_loss(gram_matrix(features[layer], self.shift), self.targets[layer])
+            weight * gram_loss(means[layer], self.targets[layer])
             for layer, weight in self.layers.items()
         )
 

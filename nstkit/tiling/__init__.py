@@ -1,0 +1,1 @@
+"""Tiled stylisation: images larger than memory allows, one tile at a time (``tiling:``)."""
