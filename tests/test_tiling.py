@@ -90,8 +90,10 @@ def test_cores_partition_the_image_and_windows_are_aligned(height, width, tile, 
             assert window.start <= core.start < core.stop <= window.stop
             assert window.start % align == 0
             assert core.start % align == 0
-            assert window.stop - window.start <= tile
+            assert window.stop - window.start < tile + align
     assert bool((covered == 1).all())
+    spans = {(t.core[0].stop - t.core[0].start, t.core[1].stop - t.core[1].start) for t in tiles}
+    assert min(min(pair) for pair in spans) >= min(align, height, width)  # no thin slivers
     assert grid.core % align == 0
     assert grid.context >= overlap
 

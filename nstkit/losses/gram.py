@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from nstkit.layers import GATYS_STYLE_LAYERS
-from nstkit.losses.base import LayerSpec, StatisticLoss, positions
+from nstkit.losses.base import LayerSpec, StatisticLoss
 
 STYLE_LAYERS = GATYS_STYLE_LAYERS
 
@@ -67,8 +67,11 @@ class GramLoss(StatisticLoss):
 
     def statistics(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``(F + s)(F + s)^T`` summed over positions, ``(B, C, C)`` per layer."""
-        return {layer: gram_matrix(features[layer], self.shift) * positions(features[layer])
-                for layer in self.layers}
+        sums = {}
+        for layer in self.layers:
+            flat = features[layer].flatten(2) + self.shift
+            sums[layer] = torch.bmm(flat, flat.transpose(1, 2))
+        return sums
 
     def means(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {layer: gram_matrix(features[layer], self.shift) for layer in self.layers}

@@ -47,7 +47,8 @@ def _round_up(value: int, step: int) -> int:
 
 @dataclass(frozen=True)
 class TileGrid:
-    """Tiles of side at most ``tile`` px covering a ``height x width`` image.
+    """Tiles of side at most ``tile`` px (``tile + align - 1`` where a last core thinner than
+    ``align`` joins its neighbour) covering a ``height x width`` image.
 
     ``overlap`` and the core side ``tile - 2 * overlap`` are rounded to multiples of ``align``
     (overlap up, core down). ``offset = (dy, dx)`` shifts the grid: the first core of each axis
@@ -78,6 +79,8 @@ class TileGrid:
 
     def _spans(self, length: int, offset: int) -> list[tuple[int, int]]:
         cuts = [0, *range(offset % self.core or self.core, length, self.core), length]
+        if len(cuts) > 2 and cuts[-1] - cuts[-2] < self.align:
+            del cuts[-2]  # a last sliver thinner than the stride joins its neighbour
         return [(a, b) for a, b in itertools.pairwise(cuts) if b > a]
 
     def __iter__(self) -> Iterator[Tile]:
