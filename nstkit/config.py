@@ -39,7 +39,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 Precision = Literal["fp32", "bf16"]
 PreserveColour = Literal["luminance", "linear", "histogram"]
-ImageFormat = Literal["png", "jpg", "webp"]
+ImageFormat = Literal["png", "jpg", "webp", "tiff"]
 Pooling = Literal["max", "avg"]
 
 
@@ -246,11 +246,20 @@ class TilingConfig(Section):
 
 
 class OutputConfig(Section):
-    """How results are written: format, JPEG/WebP quality, intermediate images."""
+    """How results are written: format, JPEG/WebP quality, bits per channel (16 for PNG and
+    TIFF only), intermediate images."""
 
     format: ImageFormat = "png"
     quality: Annotated[Integer, Field(ge=1, le=100)] = 95
+    bit_depth: Literal[8, 16] = 8
     save_every: Count = 0
+
+    @model_validator(mode="after")
+    def _depth_fits_format(self) -> OutputConfig:
+        if self.bit_depth == 16 and self.format not in ("png", "tiff"):
+            raise ValueError(f"bit_depth 16 needs format png or tiff; {self.format} is 8-bit "
+                             f"only (use bit_depth: 8, or format: png or tiff)")
+        return self
 
 
 def _check_init(value: str) -> str:

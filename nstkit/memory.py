@@ -165,3 +165,13 @@ def estimate_for_recipe(config: StylizeConfig, height: int, width: int, batch: i
                            batch=batch, style_scale=config.style_scale,
                            precision=config.precision, optimizer=config.optimizer.name,
                            optimizer_options=config.optimizer.options)
+
+
+def available_memory(device: torch.device | str) -> int:
+    """Bytes a job can still allocate on ``device``: free CUDA memory, or available RAM."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    import psutil
+
+    return int(psutil.virtual_memory().available)

@@ -19,10 +19,13 @@ from nstkit.components import (
 )
 from nstkit.config import ExtractorConfig, LossTermConfig, StylizeConfig, TilingConfig
 from nstkit.config_overrides import apply_overrides
+from nstkit.errors import NstkitError
 from nstkit.extractors import FeatureExtractor
 from nstkit.image import ImageInput, load_image, resize_longest, resize_to
 from nstkit.job import JobInfo
-from nstkit.losses import Targets
+from nstkit.losses import StatisticLoss, Targets
+from nstkit.memory import available_memory
+from nstkit.memory_plan import plan_memory, resolved
 from nstkit.optimisation import (
     StyleCache,
     WeightedTerm,
@@ -257,6 +260,7 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput],
         and config.init == "content"
     info = JobInfo(job_name, config.iterations, str(dev), tuple(original.shape[-2:]),
                    dict(job_extra or {}))
+    config = _planned(config, run_ext, layers, terms, original, dev, content)
     tiling = config.tiling if isinstance(config.tiling, TilingConfig) else None
     job = _Job(host, info, config, dev, run_ext, ext, layers, terms, cache, blend, detail,
                tiling, torch.Generator().manual_seed(generator.initial_seed() + 1))
@@ -289,6 +293,31 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput],
     return result
 
 
+def _planned(config: StylizeConfig, extractor: FeatureExtractor, layers: list[str],
+             terms: list[WeightedTerm], original: torch.Tensor, device: torch.device,
+             content: ImageInput) -> StylizeConfig:
+    """Check the full-size stage fits the device's free memory (raising
+    :class:`MemoryPlanError` before any work if not) and resolve ``tiling: auto``."""
+    positional = [layer for term in terms if not isinstance(term.module, StatisticLoss)
+                  for layer in term.module.layers]
+    try:
+        plan = plan_memory(config, extractor, layers, positional, *original.shape[-2:],
+                           batch=original.shape[0], available=available_memory(device))
+    except (RuntimeError, NotImplementedError, TypeError, ValueError) as exc:
+        if config.tiling == "auto":  # an extractor that cannot be traced on `meta`
+            raise NstkitError(f"tiling: auto cannot plan this extractor's memory ({exc}); "
+                              f"give tiling.tile instead") from exc
+        return config
+    plan.check(f"{_name(content)}a {original.shape[-2]}x{original.shape[-1]} px result")
+    return resolved(config, plan)
+
+
+def _name(content: ImageInput) -> str:
+    """``"path: "`` for an input given by path, else ``""``."""
+    return f"{content}: " if isinstance(content, (str, bytes)) or hasattr(content, "__fspath__") \
+        else ""
+
+
 def _as_run(config: StylizeConfig, built: FeatureExtractor | None,
             init: ImageInput | None) -> StylizeConfig:
     """The config as it ran: a built extractor by its class name, an image ``init`` as
@@ -303,6 +332,4 @@ def _as_run(config: StylizeConfig, built: FeatureExtractor | None,
 
 def _too_small(error: ValueError, content: ImageInput, config: StylizeConfig) -> ValueError:
     """The error for a result size too small for the deepest layer, naming the input file."""
-    name = f"{content}: " if isinstance(content, (str, bytes)) or hasattr(content, "__fspath__") \
-        else ""
-    return ValueError(f"{name}{error} (asked for size {config.size})")
+    return ValueError(f"{_name(content)}{error} (asked for size {config.size})")

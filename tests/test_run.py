@@ -206,10 +206,28 @@ def test_dry_run_prints_the_memory_estimate(tiny: Path, tmp_path: Path, invoke) 
     assert result.exit_code == 0, result.output
     config = load_recipe("gatys", ["size=96", "precision=bf16"]).config
     expected = estimate_for_recipe(config, 64, 96, batch=2)  # the 64 x 43 contents at 96 px
-    assert f"memory estimate: {expected}; largest content image " in result.output
+    assert "memory plan for " in result.output
+    assert f"whole image: {expected}; needs " in " ".join(result.output.split())
     assert expected.batch == 2
     assert expected.activations < estimate_for_recipe(
         load_recipe("gatys", ["size=96"]).config, 64, 96, batch=2).activations
+
+
+def test_dry_run_plans_tiles_or_says_what_to_change(tiny: Path, tmp_path: Path, invoke) -> None:
+    """At 6000 px no machine has the ~100 GiB a whole L-BFGS job needs: the plan says so and
+    what to change; with tiling: auto it prints the tiles."""
+    args = ["run", "gatys", "--content", tiny / "content" / "chelsea.png", "--style",
+            tiny / "style", "--out", tmp_path / "out", "--dry-run", "--size", "6000"]
+    whole = invoke(*args)
+    assert whole.exit_code == 0, whole.output
+    text = " ".join(whole.output.split())
+    assert "does not fit" in text
+    assert "tiling: auto" in text
+    tiled = " ".join(invoke(*args, "--set", "tiling=auto", "--set", "optimizer.name=adam"
+                            ).output.split())
+    assert "tiled: " in tiled
+    assert " tiles of " in tiled
+    assert "activations per tile" in tiled
 
 
 @pytest.mark.slow

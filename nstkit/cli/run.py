@@ -96,7 +96,7 @@ def run(
     planned = plan_jobs(contents, styles, resolved.name, resolved.config.output.format)
     jobs = select_shard(planned, *shard_spec) if shard_spec else planned
     if dry_run:
-        _print_plan(jobs, resolved, out, overwrite, batch_size)
+        _print_plan(jobs, resolved, out, overwrite, batch_size, device)
         return
     try:
         executor = host().executors.get(engine)(address=address)
@@ -122,7 +122,7 @@ def _shard(text: str | None) -> tuple[int, int] | None:
 
 
 def _print_plan(jobs: list[Job], recipe: Recipe, out: Path, overwrite: bool,
-                batch_size: int = 1) -> None:
+                batch_size: int = 1, device: str = "auto") -> None:
     from nstkit.runner.execute import InputHashes, split_done
 
     todo, done = split_done(jobs, recipe, out, overwrite, InputHashes())
@@ -133,14 +133,18 @@ def _print_plan(jobs: list[Job], recipe: Recipe, out: Path, overwrite: bool,
         table.add_row(str(job.content), str(job.style), str(out / job.output),
                       "done" if job in finished else "to do")
     console.print(table)
-    _print_estimate(jobs, recipe, batch_size)
+    _print_estimate(jobs, recipe, batch_size, device)
 
 
-def _print_estimate(jobs: list[Job], recipe: Recipe, batch_size: int) -> None:
-    """The memory estimate for the largest content image (after resizing), per batch."""
+def _print_estimate(jobs: list[Job], recipe: Recipe, batch_size: int,
+                    device: str = "auto") -> None:
+    """The memory plan for the largest content image (after resizing), per batch: whole or
+    tiled, tiles per step, memory per tile, the total and the memory ``device`` has free."""
     from PIL import Image
 
-    from nstkit.memory import estimate_for_recipe, result_size
+    from nstkit.components import resolve_device
+    from nstkit.memory import available_memory, result_size
+    from nstkit.memory_plan import plan_for_recipe
 
     sizes = {}
     for path in {job.content for job in jobs}:
@@ -155,12 +159,16 @@ def _print_estimate(jobs: list[Job], recipe: Recipe, batch_size: int) -> None:
     largest = max(sizes, key=lambda path: sizes[path][0] * sizes[path][1])
     batch = min(batch_size, len(jobs))
     try:
-        estimate = estimate_for_recipe(recipe.config, *sizes[largest], batch)
+        free = available_memory(resolve_device(None if device == "auto" else device))
+        plan = plan_for_recipe(recipe.config, *sizes[largest], batch, free)
     except (NstkitError, RuntimeError, ValueError, TypeError) as exc:
-        console.print(f"memory estimate: not available ({exc})", highlight=False)
+        console.print(f"memory plan: not available ({exc})", highlight=False)
         return
-    console.print(f"memory estimate: {estimate}; largest content image {largest.name}",
+    verdict = "" if plan.fits else " [red]does not fit[/red]:"
+    console.print(f"memory plan for {largest.name}:{verdict} {escape(plan.describe())}",
                   highlight=False)
+    if not plan.fits:
+        console.print("  " + escape(plan.advice), highlight=False)
 
 
 def _run(recipe: Recipe, jobs: list[Job], options: RunOptions, overwrite: bool,

@@ -74,8 +74,17 @@ def stylize(
 def _run(content: Path, style: list[Path], out: Path, recipe: Recipe, device: str,
          quiet: bool) -> None:
     import nstkit
+    from nstkit.image import print_info
     from nstkit.progress import ProgressDisplay
 
+    # the recipe's output keys that fit --out's format; the content's ICC profile and dpi
+    output, suffix = recipe.config.output, out.suffix.lower()
+    if output.bit_depth == 16 and suffix not in (".png", ".tif", ".tiff"):
+        fail(ValueError(f"--out {out.name}: output.bit_depth 16 needs a .png, .tif or .tiff "
+                        f"file (jpg and webp are 8-bit)"))
+    options = {"bit_depth": output.bit_depth}
+    if suffix in (".jpg", ".jpeg", ".webp"):
+        options["quality"] = output.quality
     plugins = host()
     display = contextlib.nullcontext() if quiet else plugins.added(ProgressDisplay(err),
                                                                    name="nstkit.progress")
@@ -83,7 +92,7 @@ def _run(content: Path, style: list[Path], out: Path, recipe: Recipe, device: st
         with display:
             result = nstkit.stylize(content, style, recipe.config, device=device,
                                     host=plugins, job_name=out.name)
-        result.save(out)
+        result.save(out, **options, **print_info(content).options())
     except (NstkitError, ValueError, OSError) as exc:
         fail(exc)
     total = result.history["total"]

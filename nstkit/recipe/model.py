@@ -16,6 +16,8 @@ from nstkit.recipe.yamlio import dump
 # differs from its default, so adding a key never makes finished outputs look out of date
 FIRST_KEYS = ("version", "name", "extractor", "size", "style_scale", "seed", "init",
               "noise_scale", "losses", "preserve_colour", "optimizer", "multiscale", "output")
+# the same for the keys of ``output`` (``save_every`` is never hashed: it changes no result)
+FIRST_OUTPUT_KEYS = ("format", "quality")
 
 
 def _file_digest(value: Any) -> str | None:
@@ -62,7 +64,8 @@ class Recipe:
         meaningful = {k: v for k, v in self.data.items()
                       if k in FIRST_KEYS or (k != "description" and v != defaults.get(k))}
         meaningful["output"] = {k: v for k, v in self.data["output"].items()
-                                if k != "save_every"}
+                                if k in FIRST_OUTPUT_KEYS
+                                or (k != "save_every" and v != defaults["output"].get(k))}
         meaningful["files"] = {key: _file_digest(self.data[key] if key == "init"
                                                  else self.data["extractor"].get(key))
                                for key in ("init", "weights")}

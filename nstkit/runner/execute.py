@@ -15,7 +15,7 @@ import torch
 
 from nstkit.components import build_extractor, resolve_device
 from nstkit.config import INIT_CHOICES
-from nstkit.image import load_image, resize_longest, save_image
+from nstkit.image import load_image, print_info, resize_longest, save_image
 from nstkit.memory import estimate_for_recipe
 from nstkit.optimisation import StyleCache
 from nstkit.plugins import PluginHost
@@ -37,7 +37,9 @@ __all__ = ["InputHashes", "JobRecorder", "Outcome", "RecordSink", "RunOptions", 
            "Runner", "group_jobs", "is_done", "preflight", "run_batch", "split_done",
            "write_summary"]
 
-SAVE_OPTIONS = {"jpg": ("quality",), "webp": ("quality",), "png": ()}
+# the keys of ``output`` each format passes to save_image (bit_depth: 16 for png and tiff)
+SAVE_OPTIONS = {"jpg": ("quality",), "webp": ("quality",), "png": ("bit_depth",),
+                "tiff": ("bit_depth",)}
 
 
 @dataclass
@@ -210,13 +212,16 @@ class Runner:
         return "; ".join([*parts, "try a smaller --size or --batch-size, or --device cpu"])
 
     def finish(self, jobs: list[Job], result: Any, seconds: float) -> None:
-        """Save each output of a stylisation and record it (a failed save fails its job)."""
-        options = {key: self.recipe.data["output"][key] for key in SAVE_OPTIONS[self.suffix]}
+        """Save each output of a stylisation, with its content image's ICC profile and
+        resolution, and record it (a failed save fails its job)."""
+        output = self.config.output
+        options = {key: getattr(output, key) for key in SAVE_OPTIONS[self.suffix]}
         losses = result.final_losses()
         for index, job in enumerate(jobs):
             target = self.options.out / job.output
             try:
-                save_image(result.image[index], target, **options)
+                save_image(result.image[index], target, **options,
+                           **print_info(job.content).options())  # its ICC profile, dpi
                 digest = file_sha256(target)
             except Exception as exc:
                 self.recorder.failed([job], exc, seconds)
