@@ -17,6 +17,7 @@ from nstkit.components import build_extractor, resolve_device
 from nstkit.config import INIT_CHOICES
 from nstkit.image import load_image, print_info, resize_longest, save_image
 from nstkit.memory import estimate_for_recipe
+from nstkit.memory_plan import MemoryPlanError
 from nstkit.optimisation import StyleCache
 from nstkit.plugins import PluginHost
 from nstkit.recipe import Recipe
@@ -185,6 +186,13 @@ class Runner:
                 return
             self.recorder.failed(jobs, exc, time.perf_counter() - start,
                                  self.memory_report(content))
+            return
+        except MemoryPlanError as exc:  # refused before any work: a batch may fit alone
+            if len(jobs) > 1:
+                for job in jobs:
+                    self.run_jobs([job], job.content)
+                return
+            self.recorder.failed(jobs, exc, time.perf_counter() - start)
             return
         except Exception as exc:
             self.recorder.failed(jobs, exc, time.perf_counter() - start)
