@@ -139,3 +139,22 @@ def test_stylize_auto_tiles_when_memory_is_short(monkeypatch):
     assert result.config.tiling == TilingConfig(tile=64, overlap=8)
     assert torch.isfinite(result.image).all()
     assert len(result.history["total"]) == 3
+
+
+@pytest.mark.slow
+def test_a_refused_batch_runs_one_job_at_a_time(tmp_path, run_tiny, records, monkeypatch):
+    """Memory for one 32 px job but not two: the batch is refused before any work and each
+    job then runs alone."""
+    from nstkit.memory_plan import plan_for_recipe
+    from nstkit.recipe import load_recipe
+
+    config = load_recipe("gatys", ["size=32"]).config
+    one, two = (plan_for_recipe(config, 21, 32, batch) for batch in (1, 2))
+    assert two.needed > one.needed * 1.5
+    monkeypatch.setattr("nstkit.stylisation.available_memory",
+                        lambda device: int(one.needed * 1.5))
+    result = run_tiny(tmp_path / "out", "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    done = [r for r in records(tmp_path / "out") if r["status"] == "done"]
+    assert len(done) == 4
+    assert {r["batch_size"] for r in done} == {1}
