@@ -1,12 +1,27 @@
-"""Scaling on the CPU: seconds per iteration and peak memory against image size.
+"""Scaling on the CPU: seconds per iteration and peak memory against image size, next to
+nstkit's memory estimate.
 
 Each size runs in a fresh process (so its peak RSS is its own): the default recipe (gatys,
-L-BFGS) for a few iterations at longest side SIZE. Reported per size: seconds per iteration
-(after the first), peak RSS (``VmHWM``, reset after the model is loaded, since decoding the
-weights peaks higher than a small job), the RSS the job added on top of the loaded model, and
-nstkit's memory estimate for the same job (``nstkit.memory``), with the ratio measured / estimated.
+L-BFGS) for a few iterations at longest side SIZE, content tubingen.jpg (512x384, resized
+to SIZE), style great_wave.jpg (square).
 
-Run from the repository root: ``python bench/scaling.py [--sizes 128 256 512 1024]
+What is measured, and what it is compared with: the process imports torch and nstkit and
+builds the extractor with the recipe's own options (the job then finds it in nstkit's cache
+and does not load the weights again); then it frees what loading the weights left in the
+heap (``malloc_trim(0)``, glibc: otherwise the job silently reuses that garbage and looks
+smaller), resets the peak (``/proc/self/clear_refs``) and reads the resident set ``base``.
+*Measured* is the peak RSS of the job above it (``VmHWM - base``), so it counts everything the
+job adds: activations, targets, optimiser, the one-off runtime cost the first job pays
+(importing ``torch._dynamo`` when the first optimiser is made; the first forward and
+backward's oneDNN and OpenMP state) and what glibc's heap keeps. The weights are in ``base``,
+so the *estimate* it is compared with is :func:`nstkit.memory.estimate_for_recipe`'s
+``total - weights`` (the peak less the weights; see :mod:`nstkit.memory`), for the same
+recipe, iterations and result size.
+
+Printed per size: s/iteration (after the first), the peak RSS, base, measured, estimate,
+measured / estimate, the estimate's parts and the load average when the size finished.
+
+Run from the repository root: ``python bench/scaling.py [--sizes 256 512 768 1024]
 [--iterations 3]``. The GPU version (``torch.cuda.max_memory_allocated``, images/min against
 the batch size) is in ``bench/gpu.py``.
 """
@@ -24,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CONTENT, REPO, STYLE, header, load_average
 
 CHILD = """
-import json, sys, time
+import ctypes, gc, json, sys, time
+import torch
 import nstkit
 from nstkit.components import build_extractor
 from nstkit.memory import estimate_for_recipe
@@ -36,10 +52,11 @@ def status(key):  # bytes of a /proc/self/status field (VmRSS now, VmHWM the pea
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
 config = load_recipe("gatys", [f"size={size}", f"optimizer.iterations={iterations}"]).config
-import torch._dynamo  # what the first optimiser imports (~150 MiB): recipe validation used
-                      # to, so it is part of the loaded model, not of the job
 host = PluginHost(autoload=False)
-build_extractor(host, "vgg19", __import__("torch").device("cpu"), pooling="max", weights=None)
+build_extractor(host, config.extractor.name, torch.device("cpu"), **config.extractor.options)
+loaded = status("VmRSS")
+gc.collect()
+ctypes.CDLL("libc.so.6").malloc_trim(0)  # give back what decoding the weights left
 with open("/proc/self/clear_refs", "w") as f:  # reset the peak: loading the weights peaks
     f.write("5")                                 # higher than a small job does
 base = status("VmRSS")
@@ -50,22 +67,30 @@ class Probe:
         times.append(time.perf_counter())
 host.add(Probe())
 result = nstkit.stylize(sys.argv[3], sys.argv[4], config, host=host, device="cpu")
+peak = status("VmHWM")
 h, w = result.image.shape[-2:]
 estimate = estimate_for_recipe(config, h, w, host=host)
+parts = {k: getattr(estimate, k) for k in ("weights", "activations", "backward", "targets",
+                                           "optimizer", "runtime", "allocator")}
 print(json.dumps({"size": [h, w], "per_iteration": (times[-1] - times[0]) / (len(times) - 1),
-                  "peak_rss": status("VmHWM"), "model_rss": base,
-                  "estimate": estimate.total, "estimate_no_weights":
-                  estimate.total - estimate.weights}))
+                  "peak_rss": peak, "loaded_rss": loaded, "base_rss": base,
+                  "estimate": estimate.total, "parts": parts}))
 """
+
+MIB = 2 ** 20
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512, 1024])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 768, 1024])
     parser.add_argument("--iterations", type=int, default=3)
     args = parser.parse_args()
-    header("scaling with image size (CPU)")
+    header("scaling with image size (CPU); measured = peak RSS of the job above the loaded "
+           "model (heap trimmed), estimate = total - weights")
     rows = []
+    print("| size | s/iteration | peak RSS | base (model loaded) | measured | estimate | "
+          "measured / estimate | estimate's parts (MiB) | load |")
+    print("|---|---|---|---|---|---|---|---|---|", flush=True)
     for size in args.sizes:
         out = subprocess.run([sys.executable, "-c", CHILD, str(size), str(args.iterations),
                               str(CONTENT), str(STYLE)], text=True, capture_output=True,
@@ -75,15 +100,14 @@ def main() -> None:
             continue
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(row)
-        added = row["peak_rss"] - row["model_rss"]
         h, w = row["size"]
-        ratio = row["per_iteration"] / rows[0]["per_iteration"] if rows else 1
-        print(f"{h}x{w} px: {row['per_iteration']:.2f} s/iteration ({ratio:.1f}x the first "
-              f"size; pixels {h * w / (rows[0]['size'][0] * rows[0]['size'][1]):.0f}x); peak "
-              f"RSS {row['peak_rss'] / 2**20:.0f} MiB, {added / 2**20:.0f} MiB above the "
-              f"loaded model; estimate {row['estimate_no_weights'] / 2**20:.0f} MiB without "
-              f"weights -> measured / estimate {added / row['estimate_no_weights']:.2f}  "
-              f"[load {load_average()}]", flush=True)
+        measured = row["peak_rss"] - row["base_rss"]
+        estimate = row["estimate"] - row["parts"]["weights"]
+        parts = ", ".join(f"{name} {value / MIB:.0f}" for name, value in row["parts"].items())
+        print(f"| {h}x{w} | {row['per_iteration']:.2f} | {row['peak_rss'] / MIB:.0f} MiB | "
+              f"{row['base_rss'] / MIB:.0f} MiB | {measured / MIB:.0f} MiB | "
+              f"{estimate / MIB:.0f} MiB | **{measured / estimate:.2f}** | {parts} | "
+              f"{load_average()} |", flush=True)
 
 
 if __name__ == "__main__":

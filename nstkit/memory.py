@@ -1,20 +1,56 @@
 """How much memory a stylisation needs, estimated before running it.
 
-The estimate traces the (truncated) extractor on the ``meta`` device, so it costs no compute
-and no memory, and adds up:
+What is estimated: the **peak** bytes of one job on its device, counted from the point where
+torch is imported, so including the extractor's weights and the runtime's one-off cost. On the
+CPU that is the growth of the process's resident set (RSS); on CUDA what
+``torch.cuda.max_memory_allocated`` reports. What a job still needs when it starts, with the
+model loaded, is ``total - weights - runtime``; ``bench/scaling.py`` measures the peak RSS
+above a process with the model loaded (its heap trimmed) and compares it with
+``total - weights``, the runtime's cost being paid during the measured job.
 
-- ``weights``: parameters and buffers of the modules up to the deepest layer used;
-- ``activations``: every module output of one forward pass per image, times the batch; the
-  backward pass keeps most of them (ReLU and pooling outputs, pooling indices) and allocates
-  gradients of the same sizes one layer at a time, so this sum approximates the peak of one
-  forward plus backward;
-- ``targets``: the content's and the styles' features at the layers the losses read (kept for
-  the whole job);
-- ``optimizer``: the image, its gradient and the optimiser's state in images (L-BFGS keeps two
-  per remembered step: ``2 * history_size + 4``; Adam 4; SGD 3).
+The extractor is traced on the ``meta`` device (no compute, no memory). The parts, each a field
+of :class:`MemoryEstimate`:
 
-With ``precision="bf16"`` the activations are counted at 2 bytes (the pooling indices stay
-int64). A multi-scale recipe peaks at its last (full-size) stage, which is what is estimated.
+- ``weights``: parameters and buffers of the extractor as given (all of them stay in memory,
+  also those past the deepest layer used).
+- ``activations``: what autograd saves for the backward pass in one forward pass, found by
+  tracing the truncated extractor with :func:`torch.autograd.graph.saved_tensors_hooks` and
+  counting each storage once. For VGG (ReLUs not in place): every ReLU output (also the next
+  conv's or pool's input), every pooling output and max-pooling's int64 indices (twice the
+  bytes of a float32 output), the normalised input; **not** the conv outputs, which are freed
+  once their ReLU has run. The features the losses read are saved again by the losses only
+  when they are copies (bf16: float32 copies of the bf16 features). With ``precision="bf16"``
+  the extractor runs at 2 bytes a value, and autocast's bf16 copies of the conv weights,
+  which the backward keeps, are counted here too.
+- ``backward``: the backward pass's own peak on top of that: the losses' backward runs first
+  (autograd runs the nodes created last first) and leaves a float32 gradient the size of each
+  feature they read until the extractor's backward reaches that layer; the largest of them (a
+  Gram matrix's ``bmm`` backward gives two gradients that are then added) needs one more
+  feature-sized buffer.
+- ``targets``: the content's features at every layer read (all of them kept for the job) and
+  each style's, float32; the content image, and each style image before and after resizing.
+  A style is assumed square at its longest side (``style_scale`` times the result's longest
+  side), the most pixels such a style can have, unless ``style_shape`` is given.
+- ``optimizer``: image-sized vectors held at the backward's peak, the image itself included
+  (:func:`optimizer_state_images`): L-BFGS with its strong-Wolfe line search ``2 k + 8``
+  (``k`` the history pairs so far, at most ``history_size``: the image, ``d`` and the new
+  direction, ``q``, ``prev_flat_grad``, ``flat_grad``, the line search's copy of the image and
+  of the gradient, two of its trial gradients), without a line search ``2 k + 3``; Adam 3
+  (the image, ``exp_avg``, ``exp_avg_sq``); SGD 1 (2 with momentum). The image's gradient is
+  freed at the start of each evaluation and made at the end of its backward, after the peak.
+- ``runtime`` (CPU only): what the first forward and backward add to a process whatever the
+  size (oneDNN's primitives and JIT kernels, the OpenMP pool): :data:`CPU_RUNTIME`, measured.
+  On CUDA it is 0: the CUDA context (several hundred MiB, also seen in ``nvidia-smi``) is
+  neither in ``max_memory_allocated`` nor in what ``torch.cuda.mem_get_info`` calls free.
+- ``allocator`` (CPU only): glibc's malloc serves blocks under its mmap threshold (raised up to
+  32 MiB as large blocks are freed) from the heap, where freed blocks stay resident and are
+  reused only when a later block fits, so the peak RSS exceeds the peak of live tensors by a
+  share (:data:`CPU_HEAP_SHARE`, measured) of the bytes the job holds in such blocks. Blocks
+  of 32 MiB or more are mapped and unmapped on their own and cost nothing extra. 0 on CUDA
+  (what the caching allocator reserves beyond what it allocated is not estimated).
+
+A multi-scale recipe peaks at its last (full-size) stage, which is what is estimated; the
+L-BFGS history is bounded by that stage's steps when ``iterations`` is given.
 """
 
 from __future__ import annotations
@@ -35,10 +71,23 @@ if TYPE_CHECKING:
 GIB = 1024 ** 3
 MIB = 1024 ** 2
 
+CPU_RUNTIME = 36 * MIB
+"""The CPU runtime's one-off cost: peak RSS minus the peak of live tensors (torch.profiler)
+of a job, measured with glibc's mmap threshold fixed (``MALLOC_MMAP_THRESHOLD_=131072``, so
+freed blocks go back at once): 33-39 MiB from 256 to 1024 px (torch 2.14, 2 threads)."""
+
+CPU_HEAP_SHARE = 0.35
+"""The share of the bytes a job holds in blocks under :data:`HEAP_BLOCK_LIMIT` that glibc's heap
+keeps on top, at the peak; measured with ``bench/scaling.py`` (see bench/RESULTS.md)."""
+
+HEAP_BLOCK_LIMIT = 32 * MIB
+"""glibc's largest mmap threshold on 64-bit Linux (``DEFAULT_MMAP_THRESHOLD_MAX``)."""
+
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Bytes by kind for one batch of ``batch`` images of ``height x width`` pixels."""
+    """Bytes by part for one batch of ``batch`` images of ``height x width`` pixels; ``total``
+    is the peak (see the module's docstring for what each part counts)."""
 
     weights: int
     activations: int
@@ -47,16 +96,24 @@ class MemoryEstimate:
     height: int
     width: int
     batch: int
+    backward: int = 0
+    runtime: int = 0
+    allocator: int = 0
 
     @property
     def total(self) -> int:
-        return self.weights + self.activations + self.targets + self.optimizer
+        """The peak bytes: every part added up."""
+        return (self.weights + self.activations + self.backward + self.targets + self.optimizer
+                + self.runtime + self.allocator)
 
     def __str__(self) -> str:
+        host = (f", runtime {format_bytes(self.runtime)}, allocator "
+                f"{format_bytes(self.allocator)}") if self.runtime or self.allocator else ""
         return (f"{format_bytes(self.total)} for {self.batch} x {self.height}x{self.width} px "
-                f"(activations {format_bytes(self.activations)}, weights "
-                f"{format_bytes(self.weights)}, targets {format_bytes(self.targets)}, image and "
-                f"optimiser {format_bytes(self.optimizer)})")
+                f"(activations {format_bytes(self.activations)}, backward "
+                f"{format_bytes(self.backward)}, weights {format_bytes(self.weights)}, targets "
+                f"{format_bytes(self.targets)}, image and optimiser "
+                f"{format_bytes(self.optimizer)}{host})")
 
 
 def format_bytes(count: float) -> str:
@@ -65,8 +122,16 @@ def format_bytes(count: float) -> str:
 
 
 def meta_copy(extractor: FeatureExtractor) -> FeatureExtractor:
-    """A copy of ``extractor`` on the ``meta`` device: runs without compute or memory."""
-    return copy.deepcopy(extractor).to("meta")
+    """A copy of ``extractor`` on the ``meta`` device: runs without compute or memory.
+
+    The parameters and buffers go to ``meta`` without being copied first (a plain
+    ``deepcopy`` would clone the weights: 80 MB for VGG19 at the start of every job)."""
+    memo: dict[int, Any] = {}
+    for tensor in (*extractor.parameters(), *extractor.buffers()):
+        meta = tensor.detach().to("meta")
+        memo[id(tensor)] = nn.Parameter(meta, requires_grad=tensor.requires_grad) \
+            if isinstance(tensor, nn.Parameter) else meta
+    return copy.deepcopy(extractor, memo).to("meta")
 
 
 def module_outputs(probe: FeatureExtractor, layers: Sequence[str], height: int,
@@ -86,19 +151,78 @@ def module_outputs(probe: FeatureExtractor, layers: Sequence[str], height: int,
     return seen, sum(f.numel() * 4 for f in features.values())
 
 
-def optimizer_state_images(name: str, options: Mapping[str, Any] | None = None) -> int:
-    """Image-sized tensors the optimiser holds, counting the image and its gradient."""
+def saved_for_backward(probe: FeatureExtractor, layers: Sequence[str], height: int,
+                       width: int, precision: str = "fp32") -> tuple[list[int], list[int]]:
+    """What autograd keeps for the backward of ``probe(image, layers)`` and of losses on its
+    features, for one ``(1, 3, height, width)`` image.
+
+    ``probe`` must be on ``meta`` (see :func:`meta_copy`); with ``precision="bf16"`` it is
+    traced in bfloat16, as autocast runs it. Each loss is taken to keep its input, the float32
+    features (a copy in bf16).
+
+    Returns:
+        The bytes of every storage saved, each counted once (the probe's weights and the input
+        image left out), and the float32 bytes of each feature.
+    """
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    probe = probe.to(dtype)
+    image = torch.empty(1, 3, height, width, device="meta", dtype=dtype, requires_grad=True)
+    left_out = {t.untyped_storage()._cdata
+                for t in (*probe.parameters(), *probe.buffers(), image)}
+    saved: dict[int, int] = {}
+    alive: list[torch.Tensor] = []  # storages must outlive the trace, or their ids repeat
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        alive.append(tensor)
+        storage = tensor.untyped_storage()
+        if storage._cdata not in left_out:
+            saved[storage._cdata] = storage.nbytes()
+        return tensor
+
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        features = probe(image, layers)
+        for feature in features.values():
+            feature = feature.float()
+            torch.mul(feature, feature)  # a loss's op: keeps its input for the backward
+    return list(saved.values()), [f.numel() * 4 for f in features.values()]
+
+
+def optimizer_state_images(name: str, options: Mapping[str, Any] | None = None,
+                           iterations: int | None = None) -> int:
+    """Image-sized vectors the optimiser holds at the peak of an evaluation's backward, the
+    image included (its gradient is freed at the start of each evaluation).
+
+    Args:
+        name, options: the optimiser and its options (``history_size``, ``line_search``,
+            ``momentum``).
+        iterations: steps the optimiser takes; bounds the L-BFGS history (``None``: enough
+            steps to fill it).
+    """
     options = dict(options or {})
     if name == "lbfgs":
-        return 2 * int(options.get("history_size", 100)) + 4
-    return {"adam": 4, "sgd": 3}.get(name, 4)
+        history = int(options.get("history_size", 100))
+        line_search = options.get("line_search", "strong_wolfe") is not None
+        if iterations is not None:  # a pair is added from the 2nd step, before its evaluations
+            history = min(history, max(0, iterations - (1 if line_search else 2)))
+        return 2 * history + (8 if line_search else 3)
+    if name == "sgd":
+        return 2 if options.get("momentum") else 1
+    return {"adam": 3}.get(name, 4)
+
+
+def _device_of(extractor: nn.Module) -> torch.device:
+    tensor = next(iter((*extractor.parameters(), *extractor.buffers())), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 def estimate_memory(extractor: FeatureExtractor, layers: Sequence[str], height: int,
                     width: int, *, batch: int = 1, styles: int = 1, style_scale: float = 1.0,
                     precision: str = "fp32", optimizer: str = "lbfgs",
-                    optimizer_options: Mapping[str, Any] | None = None) -> MemoryEstimate:
-    """Estimate the memory of stylising ``batch`` images of ``height x width`` pixels.
+                    optimizer_options: Mapping[str, Any] | None = None,
+                    iterations: int | None = None,
+                    style_shape: tuple[int, int] | None = None,
+                    device: str | torch.device | None = None) -> MemoryEstimate:
+    """Estimate the peak memory of stylising ``batch`` images of ``height x width`` pixels.
 
     Args:
         extractor: the extractor (its weights need not be loaded: it is traced on ``meta``).
@@ -109,31 +233,44 @@ def estimate_memory(extractor: FeatureExtractor, layers: Sequence[str], height: 
         style_scale: the styles' longest side relative to the result's.
         precision: ``"fp32"`` or ``"bf16"`` (activations at 2 bytes).
         optimizer, optimizer_options: the optimiser, for the size of its state.
+        iterations: the optimiser's steps at this size (bounds the L-BFGS history; ``None``:
+            enough to fill it).
+        style_shape: the styles' ``(height, width)`` after resizing; default square at
+            ``style_scale`` times the longest side.
+        device: where the job runs (``runtime`` and ``allocator`` are the CPU's); default the
+            extractor's device.
     """
     layers = [extractor.resolve(layer) for layer in layers]
     run = extractor.truncated(layers) if hasattr(extractor, "truncated") else extractor
+    dev = torch.device(device) if device is not None else _device_of(extractor)
     weights = sum(t.numel() * t.element_size()
-                  for t in (*run.parameters(), *run.buffers()))
-    value_bytes = 2 if precision == "bf16" else 4
+                  for t in (*extractor.parameters(), *extractor.buffers()))
     probe = meta_copy(run)
-    outputs, feature_bytes = module_outputs(probe, layers, height, width)
-    per_image = 0
-    for module, shape in outputs:
-        per_image += shape.numel() * value_bytes
-        if isinstance(module, nn.MaxPool2d):  # indices kept for the backward pass
-            per_image += shape.numel() * 8
-    style_bytes = feature_bytes
-    if style_scale != 1:
-        style_bytes = module_outputs(probe, layers, max(16, round(height * style_scale)),
-                                     max(16, round(width * style_scale)))[1]
+    saved, features = saved_for_backward(probe, layers, height, width, precision)
+    cast = [p.numel() * 2 for p in run.parameters()] if precision == "bf16" else []
+    if style_shape is None:
+        side = max(16, round(max(height, width) * style_scale))
+        style_shape = (side, side)
+    style_features = [] if not styles else \
+        saved_for_backward(meta_copy(run), layers, *style_shape)[1]
     image = 3 * height * width * 4 * batch
+    style_image = 3 * style_shape[0] * style_shape[1] * 4
+    vectors = optimizer_state_images(optimizer, optimizer_options, iterations)
+    gradients = [f * batch for f in features]
+    parts = {
+        "activations": [s * batch for s in saved] + cast,
+        "backward": [*gradients, max(gradients, default=0)],
+        "targets": [*gradients, *(style_features * styles), image, *[style_image] * 2 * styles],
+        "optimizer": [image] * vectors,
+    }
+    runtime = allocator = 0
+    if dev.type != "cuda":
+        runtime = CPU_RUNTIME
+        allocator = round(CPU_HEAP_SHARE * sum(block for blocks in parts.values()
+                                               for block in blocks if block < HEAP_BLOCK_LIMIT))
     return MemoryEstimate(
-        weights=weights,
-        activations=per_image * batch,
-        targets=feature_bytes * batch + style_bytes * styles,
-        optimizer=image * optimizer_state_images(optimizer, optimizer_options),
-        height=height, width=width, batch=batch)
-
+        weights=weights, height=height, width=width, batch=batch, runtime=runtime,
+        allocator=allocator, **{name: sum(blocks) for name, blocks in parts.items()})
 
 
 def result_size(height: int, width: int, size: int | None) -> tuple[int, int]:
@@ -146,12 +283,15 @@ def result_size(height: int, width: int, size: int | None) -> tuple[int, int]:
 
 
 def estimate_for_recipe(config: StylizeConfig, height: int, width: int, batch: int = 1,
-                        host: Any = None) -> MemoryEstimate:
+                        host: Any = None, *, style_shape: tuple[int, int] | None = None,
+                        device: str | torch.device = "cpu") -> MemoryEstimate:
     """:func:`estimate_memory` for a configuration (a recipe's ``config``) at a result size
-    of ``height x width``; the extractor is built with random weights (cheap)."""
+    of ``height x width`` (whole image, not tiled), the L-BFGS history bounded by the steps of
+    the last stage; the extractor is built with random weights (cheap)."""
     from nstkit.components import build_terms
     from nstkit.optimisation import feature_layers
     from nstkit.plugins import get_host
+    from nstkit.stylisation import stage_plan
 
     host = host or get_host()
     factory = host.extractors.get(config.extractor.name)
@@ -161,14 +301,20 @@ def estimate_for_recipe(config: StylizeConfig, height: int, width: int, batch: i
     except TypeError:  # an extractor without a weights option
         extractor = factory(**config.extractor.options)
     terms = build_terms(host, config.losses)
+    stages = stage_plan(config.iterations, config.multiscale and config.multiscale.stages())
     return estimate_memory(extractor, feature_layers(terms, extractor), height, width,
                            batch=batch, style_scale=config.style_scale,
                            precision=config.precision, optimizer=config.optimizer.name,
-                           optimizer_options=config.optimizer.options)
+                           optimizer_options=config.optimizer.options,
+                           iterations=stages[-1][1], style_shape=style_shape, device=device)
 
 
 def available_memory(device: torch.device | str) -> int:
-    """Bytes a job can still allocate on ``device``: free CUDA memory, or available RAM."""
+    """Bytes a job can still allocate on ``device``: on CUDA the free memory
+    (``torch.cuda.mem_get_info``; the CUDA context, already made by then, is not in it), else
+    the RAM available without swapping (``psutil``: ``MemAvailable`` on Linux, which counts
+    reclaimable page cache). A container's memory limit (cgroup) is not taken into account.
+    Compare it with what a job still needs: ``total - weights - runtime`` of its estimate."""
     device = torch.device(device)
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
