@@ -245,6 +245,19 @@ class TilingConfig(Section):
         return self
 
 
+def _tiling_form(value: Any) -> str | None:
+    if isinstance(value, (TilingConfig, dict)):
+        return "tiles"
+    return "auto" if value == "auto" else None
+
+
+Tiling = Annotated[
+    Annotated[Literal["auto"], Tag("auto")] | Annotated[TilingConfig, Tag("tiles")],
+    Discriminator(_tiling_form, custom_error_type="tiling",
+                  custom_error_message="must be auto, null or a mapping {tile, overlap, style}"),
+]
+
+
 class OutputConfig(Section):
     """How results are written: format, JPEG/WebP quality, bits per channel (16 for PNG and
     TIFF only), intermediate images."""
@@ -293,7 +306,7 @@ class StylizeConfig(_Mapping):
     optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="lbfgs"))
     multiscale: MultiscaleConfig | None = None
     precision: Precision = "fp32"
-    tiling: Literal["auto"] | TilingConfig | None = None
+    tiling: Tiling | None = None
     output: OutputConfig = Field(default_factory=OutputConfig)
 
     @field_validator("losses")

@@ -203,10 +203,22 @@ def _allowed(parent: KeyPath, host: PluginHost) -> list[str]:
     if parent[0] == "losses":
         return list(LayerSchedule.model_fields)
     for part in parent:
-        annotation = model.model_fields[str(part)].annotation
-        model = next(arg for arg in (*typing.get_args(annotation), annotation)
-                     if isinstance(arg, type) and issubclass(arg, BaseModel))
+        found = _model_in(model.model_fields[str(part)].annotation)
+        if found is None:
+            return []
+        model = found
     return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field's annotation holds, however deep in unions and ``Annotated``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _nested_keys(host: PluginHost) -> dict[str, str]:

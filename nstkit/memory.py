@@ -33,9 +33,10 @@ of :class:`MemoryEstimate`:
   side), the most pixels such a style can have, unless ``style_shape`` is given.
 - ``optimizer``: image-sized vectors held at the backward's peak, the image itself included
   (:func:`optimizer_state_images`): L-BFGS with its strong-Wolfe line search ``2 k + 8``
-  (``k`` the history pairs so far, at most ``history_size``: the image, ``d`` and the new
-  direction, ``q``, ``prev_flat_grad``, ``flat_grad``, the line search's copy of the image and
-  of the gradient, two of its trial gradients), without a line search ``2 k + 3``; Adam 3
+  (``k`` the pairs of its history so far, at most ``history_size``; then the image, ``d``,
+  ``prev_flat_grad``, and during the line search the new direction, ``q``, ``flat_grad``, its
+  copies of the image and of the gradient and, from its second trial on, two trial
+  gradients), without a line search ``2 k + 3`` (the image, ``d``, ``prev_flat_grad``); Adam 3
   (the image, ``exp_avg``, ``exp_avg_sq``); SGD 1 (2 with momentum). The image's gradient is
   freed at the start of each evaluation and made at the end of its backward, after the peak.
 - ``runtime`` (CPU only): what the first forward and backward add to a process whatever the
@@ -204,7 +205,7 @@ def optimizer_state_images(name: str, options: Mapping[str, Any] | None = None,
         line_search = options.get("line_search", "strong_wolfe") is not None
         if iterations is not None:  # a pair is added from the 2nd step, before its evaluations
             history = min(history, max(0, iterations - (1 if line_search else 2)))
-        return 2 * history + (8 if line_search else 3)
+        return 2 * history + (10 if line_search else 3)
     if name == "sgd":
         return 2 if options.get("momentum") else 1
     return {"adam": 3}.get(name, 4)
@@ -247,30 +248,30 @@ def estimate_memory(extractor: FeatureExtractor, layers: Sequence[str], height: 
                   for t in (*extractor.parameters(), *extractor.buffers()))
     probe = meta_copy(run)
     saved, features = saved_for_backward(probe, layers, height, width, precision)
-    cast = [p.numel() * 2 for p in run.parameters()] if precision == "bf16" else []
+    cast = [p.numel() * 2 for p in run.parameters() if p.dim() > 1] \
+        if precision == "bf16" else []  # autocast's copies of the weights, saved by convs
     if style_shape is None:
         side = max(16, round(max(height, width) * style_scale))
         style_shape = (side, side)
-    style_features = [] if not styles else \
-        saved_for_backward(meta_copy(run), layers, *style_shape)[1]
+    style_features = saved_for_backward(probe, layers, *style_shape)[1] if styles else []
     image = 3 * height * width * 4 * batch
     style_image = 3 * style_shape[0] * style_shape[1] * 4
-    vectors = optimizer_state_images(optimizer, optimizer_options, iterations)
     gradients = [f * batch for f in features]
-    parts = {
+    blocks = {  # the tensors of each part, in bytes
         "activations": [s * batch for s in saved] + cast,
         "backward": [*gradients, max(gradients, default=0)],
         "targets": [*gradients, *(style_features * styles), image, *[style_image] * 2 * styles],
-        "optimizer": [image] * vectors,
     }
     runtime = allocator = 0
     if dev.type != "cuda":
         runtime = CPU_RUNTIME
-        allocator = round(CPU_HEAP_SHARE * sum(block for blocks in parts.values()
-                                               for block in blocks if block < HEAP_BLOCK_LIMIT))
+        allocator = round(CPU_HEAP_SHARE * sum(block for part in blocks.values() for block in part
+                                               if block < HEAP_BLOCK_LIMIT))
+    vectors = optimizer_state_images(optimizer, optimizer_options, iterations)
     return MemoryEstimate(
-        weights=weights, height=height, width=width, batch=batch, runtime=runtime,
-        allocator=allocator, **{name: sum(blocks) for name, blocks in parts.items()})
+        weights=weights, optimizer=image * vectors, height=height, width=width, batch=batch,
+        runtime=runtime, allocator=allocator,
+        **{name: sum(part) for name, part in blocks.items()})
 
 
 def result_size(height: int, width: int, size: int | None) -> tuple[int, int]:

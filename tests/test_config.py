@@ -15,13 +15,14 @@ from typer.testing import CliRunner
 from nstkit.config import Options, StylizeConfig, recipe_defaults
 from nstkit.config_options import options_from_signature
 from nstkit.config_overrides import apply_overrides
-from nstkit.config_schema import config_model, recipe_json_schema
+from nstkit.config_schema import config_model, recipe_json_schema, validate_config
 from nstkit.errors import ConfigError, RecipeError
 from nstkit.hookspecs import hookimpl
 from nstkit.losses import ContentLoss
 from nstkit.plugins import PluginHost
 from nstkit.recipe import builtin_recipes, load_recipe
 from nstkit.recipe.yamlio import parse
+from nstkit.testing import make_host
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -301,3 +302,25 @@ def test_builtin_options_models_match_their_factories(kind: str, name: str) -> N
                 if key != "layers"}
     found = {p.name: p.default for p in params if p.name != "layers"}
     assert declared == found
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    (True, "tiling: must be auto, null or a mapping {tile, overlap, style}, got true"),
+    (7, "tiling: must be auto, null or a mapping {tile, overlap, style}, got 7"),
+    ({"tile": 64, "overlap": 32},
+     "tiling: tile (64) less twice the overlap (32) must leave at least 32 px"),
+    ({"tile": 512, "style": "globl"}, "tiling.style: must be 'global' or 'local'; got 'globl'"),
+    ({"size": 512}, "tiling.size: unknown key. Allowed: tile, overlap, style."),
+    ({"tile": 32}, "tiling.tile: must be >= 64, got 32"),
+])
+def test_tiling_problems_are_one_line_each(value, problem) -> None:
+    data = {**recipe_defaults(), "tiling": value}
+    assert validate_config(data, make_host(), lambda path: "x.yaml") == (
+        None, [f"x.yaml: {problem}"])
+
+
+def test_tiling_values() -> None:
+    assert StylizeConfig(tiling="auto").tiling == "auto"
+    tiles = StylizeConfig(tiling={"tile": 256}).tiling
+    assert (tiles.tile, tiles.overlap, tiles.style) == (256, 64, "global")
+    assert StylizeConfig().tiling is None
