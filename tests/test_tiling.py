@@ -156,7 +156,7 @@ def test_tiled_statistics_and_stitched_features_equal_the_untiled(extractor):
     assert len(grid) > 1
     term = GramLoss()
     term.bind(extractor.resolve)
-    [tiled] = statistic_means([term], extractor, content, grid, strides, layers, "fp32")
+    [tiled], _ = statistic_means([term], extractor, content, grid, strides, layers, "fp32")
     whole = term.means(extractor(content, layers))
     for layer in term.layers:
         torch.testing.assert_close(tiled[layer], whole[layer], rtol=1e-4, atol=1e-6)

@@ -27,6 +27,7 @@ import torch
 from nstkit.losses import StatisticLoss, Targets
 from nstkit.optimisation import WeightedTerm, check_scalar, extract
 from nstkit.tiling.grid import Tile, TileGrid, crop
+from nstkit.tiling.targets import statistic_means
 
 TileTargets = Callable[[Tile], Targets]
 
@@ -70,19 +71,6 @@ class TiledImage:
         return crop(extract(self.extractor, window, self.layers, self.precision), tile,
                     self.strides)
 
-    @torch.no_grad()
-    def _means(self, image: torch.Tensor) -> tuple[list[dict[str, torch.Tensor]], dict[str, int]]:
-        sums: list[dict[str, torch.Tensor]] = [{} for _ in self.statistic]
-        counts: dict[str, int] = {}
-        for tile in self.grid:
-            features = self._features(self._window(image, tile, False), tile)
-            for layer, value in features.items():
-                counts[layer] = counts.get(layer, 0) + value.shape[-2] * value.shape[-1]
-            for total, index in zip(sums, self.statistic, strict=True):
-                for key, value in self.terms[index].module.statistics(features).items():
-                    total[key] = total[key] + value if key in total else value
-        return [{k: v / counts[k] for k, v in total.items()} for total in sums], counts
-
     def _global_values(self, image: torch.Tensor, backward: bool
                        ) -> tuple[dict[int, torch.Tensor], dict[int, dict[str, torch.Tensor]],
                                   dict[str, int]]:
@@ -91,7 +79,9 @@ class TiledImage:
         slopes: dict[int, dict[str, torch.Tensor]] = {}
         if not self.statistic:
             return values, slopes, {}
-        all_means, counts = self._means(image)
+        modules = [self.terms[i].module for i in self.statistic]
+        all_means, counts = statistic_means(modules, self.extractor, image.detach(), self.grid,
+                                            self.strides, self.layers, self.precision)
         for index, means in zip(self.statistic, all_means, strict=True):
             term = self.terms[index]
             leaves = {k: v.detach().requires_grad_(backward) for k, v in means.items()}

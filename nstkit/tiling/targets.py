@@ -114,8 +114,9 @@ def tile_targets(targets: Targets, tile: Tile, strides: Mapping[str, int]) -> Ta
 @torch.no_grad()
 def statistic_means(terms: Sequence[StatisticLoss], extractor: Any, image: torch.Tensor,
                     grid: TileGrid, strides: Mapping[str, int], layers: Sequence[str],
-                    precision: str) -> list[dict[str, torch.Tensor]]:
-    """Each term's means over the whole ``image``, summed over ``grid``'s tiles."""
+                    precision: str) -> tuple[list[dict[str, torch.Tensor]], dict[str, int]]:
+    """Each term's means over the whole ``image``, summed over ``grid``'s tiles, and each
+    layer's number of positions."""
     sums: list[dict[str, torch.Tensor]] = [{} for _ in terms]
     counts: dict[str, int] = {}
     for tile in grid:
@@ -126,7 +127,7 @@ def statistic_means(terms: Sequence[StatisticLoss], extractor: Any, image: torch
         for total, term in zip(sums, terms, strict=True):
             for key, value in term.statistics(features).items():
                 total[key] = total[key] + value if key in total else value
-    return [{key: value / counts[key] for key, value in total.items()} for total in sums]
+    return [{key: value / counts[key] for key, value in total.items()} for total in sums], counts
 
 
 def prepare_tiled(terms: Sequence[WeightedTerm], targets: Targets, extractor: Any,
@@ -141,7 +142,7 @@ def prepare_tiled(terms: Sequence[WeightedTerm], targets: Targets, extractor: An
     statistic = [t.module for t in terms if isinstance(t.module, StatisticLoss)]
     if statistic:
         per_style = [statistic_means(statistic, extractor, style, grid, strides, layers,
-                                     precision)
+                                     precision)[0]
                      for style, grid in zip(targets.style_images, grids[1:], strict=True)]
         for index, term in enumerate(statistic):
             term.set_targets([means[index] for means in per_style], targets.style_blend)
