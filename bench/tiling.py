@@ -53,7 +53,10 @@ class Probe:
 host.add(Probe())
 start = time.perf_counter()
 result = nstkit.stylize(sys.argv[4], sys.argv[5], config, host=host, device="cpu")
-print(json.dumps({"size": list(result.image.shape[-2:]), "peak_rss": status("VmHWM"),
+from nstkit.memory_plan import plan_for_recipe
+h, w = result.image.shape[-2:]
+plan = plan_for_recipe(config, h, w, 1, None, host)
+print(json.dumps({"size": [h, w], "peak_rss": status("VmHWM"), "estimate": plan.estimate.total,
                   "first_step": times[0] - start,
                   "per_step": (times[-1] - times[0]) / max(1, len(times) - 1)}))
 """
@@ -77,10 +80,10 @@ def rss(steps: int) -> None:
     print("\n## Peak RSS: 2048 px in 256 px tiles against 256 px whole (Adam)")
     whole = child(256, steps, None)
     tiled = child(2048, steps, {"tile": 256, "overlap": 32})
-    print("| run | size | peak RSS | per step |\n|---|---|---|---|")
+    print("| run | size | peak RSS | estimate | measured / estimate |\n|---|---|---|---|---|")
     for name, row in (("256 px whole", whole), ("2048 px, tile 256, overlap 32", tiled)):
         print(f"| {name} | {row['size'][0]}x{row['size'][1]} | {mib(row['peak_rss'])} | "
-              f"{row['per_step']:.1f} s |")
+              f"{mib(row['estimate'])} | {row['peak_rss'] / row['estimate']:.2f} |")
     print(f"ratio tiled / whole peak RSS: {tiled['peak_rss'] / whole['peak_rss']:.2f} "
           f"(aim <= 1.5); load {load_average()}")
 
@@ -181,7 +184,8 @@ def plan() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--quality-steps", type=int, default=40)
+    parser.add_argument("--quality-steps", type=int, default=30)
+    parser.add_argument("--quality-size", type=int, default=384)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048])
     parser.add_argument("--skip", default="", help="comma-separated: rss,time,quality,plan")
     args = parser.parse_args()
@@ -192,7 +196,7 @@ def main() -> None:
     if "rss" not in skip:
         rss(args.steps)
     if "quality" not in skip:
-        strategies(args.quality_steps)
+        strategies(args.quality_steps, args.quality_size)
     if "time" not in skip:
         timing(args.steps, args.sizes)
 
