@@ -22,8 +22,8 @@ Printed per size: s/iteration (after the first), the peak RSS, base, measured, e
 measured / estimate, the estimate's parts and the load average when the size finished.
 
 Run from the repository root: ``python bench/scaling.py [--sizes 256 512 768 1024]
-[--iterations 3]``. The GPU version (``torch.cuda.max_memory_allocated``, images/min against
-the batch size) is in ``bench/gpu.py``.
+[--iterations 3] [--set precision=bf16 ...]``. The GPU version
+(``torch.cuda.max_memory_allocated``, images/min against the batch size) is in ``bench/gpu.py``.
 """
 
 from __future__ import annotations
@@ -46,12 +46,13 @@ from nstkit.components import build_extractor
 from nstkit.memory import estimate_for_recipe
 from nstkit.plugins import PluginHost
 from nstkit.recipe import load_recipe
-size, iterations = int(sys.argv[1]), int(sys.argv[2])
+size, iterations, extra = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[5])
 def status(key):  # bytes of a /proc/self/status field (VmRSS now, VmHWM the peak)
     for line in open("/proc/self/status"):
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
-config = load_recipe("gatys", [f"size={size}", f"optimizer.iterations={iterations}"]).config
+config = load_recipe("gatys", [f"size={size}", f"optimizer.iterations={iterations}", *extra]
+                     ).config
 host = PluginHost(autoload=False)
 build_extractor(host, config.extractor.name, torch.device("cpu"), **config.extractor.options)
 loaded = status("VmRSS")
@@ -84,16 +85,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 768, 1024])
     parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe override, as nstkit run --set (repeatable)")
     args = parser.parse_args()
     header("scaling with image size (CPU); measured = peak RSS of the job above the loaded "
-           "model (heap trimmed), estimate = total - weights")
+           f"model (heap trimmed), estimate = total - weights; gatys {' '.join(args.set)}")
     rows = []
     print("| size | s/iteration | peak RSS | base (model loaded) | measured | estimate | "
           "measured / estimate | estimate's parts (MiB) | load |")
     print("|---|---|---|---|---|---|---|---|---|", flush=True)
     for size in args.sizes:
         out = subprocess.run([sys.executable, "-c", CHILD, str(size), str(args.iterations),
-                              str(CONTENT), str(STYLE)], text=True, capture_output=True,
+                              str(CONTENT), str(STYLE), json.dumps(args.set)], text=True,
+                             capture_output=True,
                              env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
         if out.returncode:
             print(f"{size} px failed: {out.stderr[-1500:]}")

@@ -1,12 +1,13 @@
 """How much memory a stylisation needs, estimated before running it.
 
-What is estimated: the **peak** bytes of one job on its device, counted from the point where
-torch is imported, so including the extractor's weights and the runtime's one-off cost. On the
-CPU that is the growth of the process's resident set (RSS); on CUDA what
-``torch.cuda.max_memory_allocated`` reports. What a job still needs when it starts, with the
-model loaded, is ``total - weights - runtime``; ``bench/scaling.py`` measures the peak RSS
-above a process with the model loaded (its heap trimmed) and compares it with
-``total - weights``, the runtime's cost being paid during the measured job.
+What is estimated: the **peak** bytes of one job on its device, counted from a process that has
+imported torch and nstkit, so including the extractor's weights and the one-off cost the first
+job in a process pays. On the CPU that is the growth of the process's resident set (RSS); on
+CUDA what ``torch.cuda.max_memory_allocated`` reports. What a job still needs when it starts,
+with the model loaded and the runtime paid, is ``total - weights - runtime``.
+``bench/scaling.py`` measures the peak RSS of a job above its process with the model loaded
+(and the heap trimmed) and compares it with ``total - weights``: that process has not run a
+job yet, so the runtime's cost is part of what it measures.
 
 The extractor is traced on the ``meta`` device (no compute, no memory). The parts, each a field
 of :class:`MemoryEstimate`:
@@ -18,40 +19,44 @@ of :class:`MemoryEstimate`:
   counting each storage once. For VGG (ReLUs not in place): every ReLU output (also the next
   conv's or pool's input), every pooling output and max-pooling's int64 indices (twice the
   bytes of a float32 output), the normalised input; **not** the conv outputs, which are freed
-  once their ReLU has run. The features the losses read are saved again by the losses only
-  when they are copies (bf16: float32 copies of the bf16 features). With ``precision="bf16"``
-  the extractor runs at 2 bytes a value, and autocast's bf16 copies of the conv weights,
-  which the backward keeps, are counted here too.
+  once their ReLU has run. The losses keep the features they read, which costs more only when
+  those are copies (bf16: float32 copies of the bf16 features). With ``precision="bf16"`` the
+  extractor runs at 2 bytes a value, and autocast's bf16 copies of the conv weights, which
+  the backward keeps, are counted here too.
 - ``backward``: the backward pass's own peak on top of that: the losses' backward runs first
-  (autograd runs the nodes created last first) and leaves a float32 gradient the size of each
+  (autograd runs the nodes made last first) and leaves a float32 gradient the size of each
   feature they read until the extractor's backward reaches that layer; the largest of them (a
   Gram matrix's ``bmm`` backward gives two gradients that are then added) needs one more
   feature-sized buffer.
 - ``targets``: the content's features at every layer read (all of them kept for the job) and
   each style's, float32; the content image, and each style image before and after resizing.
-  A style is assumed square at its longest side (``style_scale`` times the result's longest
+  A style is taken as square at its longest side (``style_scale`` times the result's longest
   side), the most pixels such a style can have, unless ``style_shape`` is given.
-- ``optimizer``: image-sized vectors held at the backward's peak, the image itself included
-  (:func:`optimizer_state_images`): L-BFGS with its strong-Wolfe line search ``2 k + 8``
-  (``k`` the pairs of its history so far, at most ``history_size``; then the image, ``d``,
-  ``prev_flat_grad``, and during the line search the new direction, ``q``, ``flat_grad``, its
-  copies of the image and of the gradient and, from its second trial on, two trial
-  gradients), without a line search ``2 k + 3`` (the image, ``d``, ``prev_flat_grad``); Adam 3
+- ``optimizer``: image-sized vectors alive at the backward's peak, the image itself included
+  (:func:`optimizer_state_images`). L-BFGS with its strong-Wolfe line search: ``2 k + 10``,
+  ``k`` the pairs of its history so far (at most ``history_size``), the image, ``d`` and
+  ``prev_flat_grad``, and during the line search the new direction, ``q``, ``flat_grad``, the
+  search's copies of the image and of the gradient and, from its second trial on, two trial
+  gradients. Without a line search ``2 k + 3`` (the image, ``d``, ``prev_flat_grad``). Adam 3
   (the image, ``exp_avg``, ``exp_avg_sq``); SGD 1 (2 with momentum). The image's gradient is
   freed at the start of each evaluation and made at the end of its backward, after the peak.
-- ``runtime`` (CPU only): what the first forward and backward add to a process whatever the
-  size (oneDNN's primitives and JIT kernels, the OpenMP pool): :data:`CPU_RUNTIME`, measured.
-  On CUDA it is 0: the CUDA context (several hundred MiB, also seen in ``nvidia-smi``) is
-  neither in ``max_memory_allocated`` nor in what ``torch.cuda.mem_get_info`` calls free.
+- ``runtime`` (CPU only): what the first job adds to a process whatever the image's size:
+  importing ``torch._dynamo`` (``torch.optim`` does when the first optimiser is made) and the
+  first forward and backward's oneDNN and OpenMP state, :data:`CPU_RUNTIME`, measured; a later
+  job in the same process does not pay it again. 0 on CUDA: the CUDA context (several hundred
+  MiB, seen in ``nvidia-smi``) is neither in ``max_memory_allocated`` nor in what
+  ``torch.cuda.mem_get_info`` calls free, and the rest of the runtime is in host memory.
 - ``allocator`` (CPU only): glibc's malloc serves blocks under its mmap threshold (raised up to
-  32 MiB as large blocks are freed) from the heap, where freed blocks stay resident and are
-  reused only when a later block fits, so the peak RSS exceeds the peak of live tensors by a
-  share (:data:`CPU_HEAP_SHARE`, measured) of the bytes the job holds in such blocks. Blocks
-  of 32 MiB or more are mapped and unmapped on their own and cost nothing extra. 0 on CUDA
-  (what the caching allocator reserves beyond what it allocated is not estimated).
+  32 MiB as large blocks are freed) from its heap, where freed blocks stay resident and are
+  reused only when a later block fits, so the peak RSS exceeds the peak of live tensors. It is
+  estimated as a share (:data:`CPU_HEAP_SHARE`, measured) of the bytes of the activations, the
+  backward's buffers and the targets held in blocks under :data:`HEAP_BLOCK_LIMIT`; blocks of
+  32 MiB or more are mapped and unmapped on their own and cost nothing extra. 0 on CUDA (what
+  the caching allocator reserves beyond what it allocated is not estimated).
 
 A multi-scale recipe peaks at its last (full-size) stage, which is what is estimated; the
-L-BFGS history is bounded by that stage's steps when ``iterations`` is given.
+L-BFGS history is bounded by that stage's steps when ``iterations`` is given (else it is full,
+as in a long job).
 """
 
 from __future__ import annotations
@@ -72,14 +77,20 @@ if TYPE_CHECKING:
 GIB = 1024 ** 3
 MIB = 1024 ** 2
 
-CPU_RUNTIME = 36 * MIB
-"""The CPU runtime's one-off cost: peak RSS minus the peak of live tensors (torch.profiler)
-of a job, measured with glibc's mmap threshold fixed (``MALLOC_MMAP_THRESHOLD_=131072``, so
-freed blocks go back at once): 33-39 MiB from 256 to 1024 px (torch 2.14, 2 threads)."""
+CPU_RUNTIME = (149 + 36) * MIB
+"""What the first job adds to a CPU process whatever the image's size, measured (torch 2.14, 2
+threads): importing ``torch._dynamo``, which ``torch.optim`` does when the first optimiser is
+made (149 MiB of RSS), and what the first forward and backward set up: the peak RSS less the
+peak of live tensors (``torch.profiler``), measured with glibc's mmap threshold fixed
+(``MALLOC_MMAP_THRESHOLD_=131072``, so that nothing freed stays resident): 34-38 MiB from 256
+to 1024 px."""
 
-CPU_HEAP_SHARE = 0.35
-"""The share of the bytes a job holds in blocks under :data:`HEAP_BLOCK_LIMIT` that glibc's heap
-keeps on top, at the peak; measured with ``bench/scaling.py`` (see bench/RESULTS.md)."""
+CPU_HEAP_SHARE = 0.4
+"""The share of the bytes of activations, backward buffers and targets in blocks under
+:data:`HEAP_BLOCK_LIMIT` that glibc's heap keeps resident on top at the peak: measured
+``bench/scaling.py`` peak less the peak of live tensors (``torch.profiler``) and
+:data:`CPU_RUNTIME`, gatys at 3 iterations: 0.40, 0.40, 0.43 at 256, 512, 768 px; 0.61 at
+1024 px, where few blocks are that small (see bench/RESULTS.md)."""
 
 HEAP_BLOCK_LIMIT = 32 * MIB
 """glibc's largest mmap threshold on 64-bit Linux (``DEFAULT_MMAP_THRESHOLD_MAX``)."""
