@@ -101,25 +101,48 @@ def timing(steps: int, sizes: list[int]) -> None:
     print(f"load {load_average()}")
 
 
-def _run_capturing(config, host, every: int) -> tuple[list[float], list, float]:
-    """Stylise, keeping the time and image every ``every`` steps (and the first)."""
-    import time
-
+def _run_capturing(config, host, every: int) -> list:
+    """Stylise, keeping the image after step 1 and every ``every`` steps."""
     import nstkit
 
-    times, images = [], []
+    images = []
 
     class Probe:
         @nstkit.hookimpl
         def on_step(self, step, image):
             if step == 1 or step % every == 0:
-                times.append(time.perf_counter())
-                images.append(image.detach().clone())
+                images.append((step, image.detach().clone()))
 
-    start = time.perf_counter()
     with host.added(Probe(), name="bench-probe"):
         nstkit.stylize(CONTENT, STYLE, config, host=host, device="cpu")
-    return [t - start for t in times], images, (times[-1] - times[0]) / (len(times) - 1)
+    return images
+
+
+def _seconds_per_step(configs: dict, host, rounds: int = 3, steps: int = 3) -> dict:
+    """Median s/step of each config, timed in interleaved short runs (the load drifts)."""
+    import statistics
+    import time
+
+    import nstkit
+
+    class Probe:
+        def __init__(self) -> None:
+            self.stamps: list[float] = []
+
+        @nstkit.hookimpl
+        def on_step(self, step):
+            self.stamps.append(time.perf_counter())
+
+    samples: dict = {name: [] for name in configs}
+    for _ in range(rounds):
+        for name, config in configs.items():
+            probe = Probe()
+            short = config.model_copy(update={"optimizer": config.optimizer.model_copy(
+                update={"iterations": steps})})
+            with host.added(probe, name="bench-timer"):
+                nstkit.stylize(CONTENT, STYLE, short, host=host, device="cpu")
+            samples[name].append((probe.stamps[-1] - probe.stamps[0]) / (steps - 1))
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def strategies(steps: int, size: int = 512, every: int = 5) -> None:
@@ -136,12 +159,12 @@ def strategies(steps: int, size: int = 512, every: int = 5) -> None:
     host = PluginHost(autoload=False)
     base = load_recipe("gatys", [f"size={size}", "optimizer.name=adam",
                                  f"optimizer.iterations={steps}"]).config
-    runs = {}
-    for name, tiling in (("whole", None), ("global", {"tile": 256, "overlap": 32}),
-                         ("local", {"tile": 256, "overlap": 32, "style": "local"})):
-        config = base.model_copy(update={"tiling": base.model_validate(
-            {"tiling": tiling}).tiling})
-        runs[name] = _run_capturing(config, host, every)
+    configs = {name: base.model_copy(update={"tiling": base.model_validate(
+        {"tiling": tiling}).tiling})
+        for name, tiling in (("whole", None), ("global", {"tile": 256, "overlap": 32}),
+                             ("local", {"tile": 256, "overlap": 32, "style": "local"}))}
+    runs = {name: _run_capturing(config, host, every) for name, config in configs.items()}
+    per_step = _seconds_per_step(configs, host)
     extractor = build_extractor(host, "vgg19", torch.device("cpu"), pooling="max",
                                 weights="original")
     terms = build_terms(host, base.losses)
@@ -152,19 +175,21 @@ def strategies(steps: int, size: int = 512, every: int = 5) -> None:
     for term in terms:
         term.module.prepare(targets)
     objective = WholeImage(terms, extractor, layers)
-    print("| strategy | s/step | " + " | ".join(
-        f"objective @ {i * every or 1}" for i in range(len(runs["whole"][1]))) + " |")
-    print("|---" * (2 + len(runs["whole"][1])) + "|")
+    marks = [step for step, _ in runs["whole"]]
+    print("| strategy | s/step (interleaved median) | " + " | ".join(
+        f"objective @ {step}" for step in marks) + " |")
+    print("|---" * (2 + len(marks)) + "|")
     curves = {}
-    for name, (times, images, per_step) in runs.items():
-        values = [float(objective(image, False)[-1]) for image in images]
-        curves[name] = list(zip(times, values, strict=True))
-        print(f"| {name} | {per_step:.2f} | " + " | ".join(f"{v:.4g}" for v in values) + " |")
-    budget = curves["global"][-1][0]
+    for name, images in runs.items():
+        curves[name] = [(step, float(objective(image, False)[-1])) for step, image in images]
+        print(f"| {name} | {per_step[name]:.2f} | " +
+              " | ".join(f"{v:.4g}" for _, v in curves[name]) + " |")
+    budget = steps * per_step["global"]
     for name, curve in curves.items():
-        reached = min(v for t, v in curve if t <= budget)
-        print(f"- {name}: best objective within {budget:.0f} s (global's whole run): "
-              f"{reached:.4g}")
+        reachable = [v for step, v in curve if step * per_step[name] <= budget]
+        best = f"{min(reachable):.4g}" if reachable else "(not one step)"
+        print(f"- {name}: best objective within {budget:.0f} s ({steps} global steps): {best}")
+    print(f"load {load_average()}")
 
 
 def plan() -> None:

@@ -127,7 +127,7 @@ def time_to_quality(name: str, config: Any, judge: Any, target: Any,
     from nstkit.stylisation import stage_plan
 
     ends, done = set(), 0
-    multiscale = config.multiscale.stages() if config.multiscale else None
+    multiscale = config.multiscale.stages(config.size) if config.multiscale else None
     for _, steps in stage_plan(config.optimizer.iterations, multiscale):
         done += steps
         ends.add(done)

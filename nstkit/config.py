@@ -11,6 +11,7 @@ Imports pydantic and nothing heavy (no torch): ``nstkit validate`` runs on this.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,6 +36,8 @@ INIT_CHOICES = ("content", "noise", "style")
 WEIGHT_KEYWORDS = ("original", "torchvision", "random")
 MAX_NUMBER = 1e30
 MAX_RATIO = 1e3
+MAX_STAGES = 32
+SQRT2 = math.sqrt(2)
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 Precision = Literal["fp32", "bf16"]
@@ -197,18 +200,67 @@ def check_weights(value: str | None) -> str | None:
 
 
 # --- the stylisation ---------------------------------------------------------------------------
-class MultiscaleConfig(Section):
-    """Coarse to fine: stage ``i`` runs ``iterations[i]`` shares of the steps at ``scales[i]``
-    times the size; each stage starts from the previous result, upsampled."""
+def ladder(longest: int, min_size: int, ratio: float) -> list[int]:
+    """The longest sides of a scale ladder, smallest first: ``longest / ratio^k`` rounded to
+    whole pixels for ``k = 0, 1, ...`` while not below ``min_size`` (the full size always).
 
-    scales: Annotated[list[Positive], Field(min_length=1)]
+    Counted down from the full size, as crowsonkb's ``gen_scales``, so every rung is ``ratio``
+    times the last (up to rounding) and the last step is not a sliver: ``(512, 128, √2)`` ->
+    ``[128, 181, 256, 362, 512]``, ``(1000, 128, √2)`` -> ``[177, 250, 354, 500, 707, 1000]``.
+    """
+    sides, k = [longest], 1
+    while True:
+        side = round(longest / ratio ** k)
+        if side < min_size:
+            return sides[::-1]
+        if side != sides[-1]:  # a ratio near 1 on a small image rounds twice to one side
+            sides.append(side)
+        k += 1
+        if len(sides) > MAX_STAGES:
+            raise ValueError(f"a ladder from {longest} px down to {min_size} px by ratio "
+                             f"{ratio:g} has more than {MAX_STAGES} stages; raise ratio or "
+                             f"min_size")
+
+
+class MultiscaleConfig(Section):
+    """Coarse to fine: each stage starts from the previous stage's result, upsampled.
+
+    The stages are given in one of two forms:
+
+    - ``scales``: fractions of the full size, rising to 1.0; ``iterations`` has one share per
+      scale.
+    - a ladder, ``min_size`` and ``ratio`` (crowsonkb's style-transfer-pytorch: 128 px up by
+      √2): longest sides ``L, L/ratio, L/ratio², ...`` down to the last not below
+      ``min_size`` (``L`` the result's longest side; see :func:`ladder`), run smallest first.
+      ``iterations[i]`` is rung ``i``'s share and the last share repeats for the rungs after:
+      ``[1000, 500]`` is 1000 shares for the first rung and 500 for every later one, so a
+      list as long as the ladder gives each rung its own.
+
+    In both forms ``iterations`` are shares of ``optimizer.iterations``, not steps:
+    ``optimizer.iterations`` stays the one total that ``--iterations``, the progress display
+    and the result read, and how many rungs a ladder has depends on the image when ``size`` is
+    null. crowsonkb's 1000 steps then 500 per later scale at 512 px (5 rungs) is
+    ``iterations: [1000, 500]`` with ``optimizer.iterations: 3000``.
+
+    ``detail`` adds the content's fine detail back when upsampling (see
+    :func:`nstkit.stylisation.upsample_stage`). ``carry_state`` hands the optimiser's state
+    from stage to stage, each image-shaped tensor resized to the new size (Adam's moments,
+    SGD's momentum; its step count kept), as crowsonkb warm-starts Adam; off, each stage
+    starts a fresh optimiser. L-BFGS's history cannot carry (flat vectors of one stage's
+    pixel count), so ``carry_state`` with ``lbfgs`` is a configuration error.
+    """
+
+    scales: Annotated[list[Positive], Field(min_length=1)] | None = None
+    min_size: Annotated[Integer, Field(ge=16)] | None = None
+    ratio: Annotated[Number, Field(gt=1, le=16)] = SQRT2
     iterations: Annotated[list[Positive], Field(min_length=1)]
     detail: Annotated[bool, Field(strict=True)] = True
+    carry_state: Annotated[bool, Field(strict=True)] = False
 
     @field_validator("scales")
     @classmethod
-    def _rising(cls, scales: list[float]) -> list[float]:
-        if scales != sorted(set(scales)) or scales[-1] != 1:
+    def _rising(cls, scales: list[float] | None) -> list[float] | None:
+        if scales is not None and (scales != sorted(set(scales)) or scales[-1] != 1):
             raise ValueError(f"must rise strictly and end at 1.0, got {scales}")
         return scales
 
@@ -220,9 +272,41 @@ class MultiscaleConfig(Section):
             raise ValueError(f"needs one share per scale ({len(scales)}), got {len(shares)}")
         return shares
 
-    def stages(self) -> list[tuple[float, float]]:
-        """``(scale, share)`` pairs, coarse to fine."""
-        return list(zip(self.scales, self.iterations, strict=True))
+    @model_validator(mode="after")
+    def _one_form(self) -> MultiscaleConfig:
+        if self.scales is not None and self.min_size is not None:
+            raise ValueError("scales and min_size are two forms of the stages; give one")
+        if self.scales is None and self.min_size is None:
+            raise ValueError("needs scales (fractions of size) or min_size (a ladder up to "
+                             "size by ratio)")
+        if self.scales is not None and "ratio" in self.model_fields_set:
+            raise ValueError("ratio belongs to the ladder form (min_size); remove it or use "
+                             "min_size instead of scales")
+        return self
+
+    def stages(self, longest: int | None = None) -> list[tuple[float, float]]:
+        """``(scale, share)`` pairs, coarse to fine.
+
+        Args:
+            longest: the result's longest side in pixels; the ladder form needs it (its scales
+                are ``side / longest``), the ``scales`` form ignores it.
+
+        Raises:
+            ValueError: a ladder without ``longest``, with more shares than rungs, or with too
+                many rungs.
+        """
+        if self.scales is not None:
+            return list(zip(self.scales, self.iterations, strict=True))
+        if longest is None:
+            raise ValueError("the ladder form (min_size) needs the result's longest side")
+        assert self.min_size is not None
+        sides = ladder(longest, self.min_size, self.ratio)
+        shares = self.iterations
+        if len(shares) > len(sides):
+            raise ValueError(f"iterations has {len(shares)} shares but the ladder has "
+                             f"{len(sides)} sizes ({', '.join(map(str, sides))} px)")
+        return [(side / longest, shares[min(index, len(shares) - 1)])
+                for index, side in enumerate(sides)]
 
 
 class TilingConfig(Section):
@@ -289,7 +373,13 @@ def default_losses() -> list[LossTermConfig]:
 
 
 class StylizeConfig(_Mapping):
-    """Everything that decides a stylisation's result (Gatys et al. 2016 by default)."""
+    """Everything that decides a stylisation's result (Gatys et al. 2016 by default).
+
+    ``ema``: keep an exponential moving average of the iterates with this decay (crowsonkb's
+    iterate averaging: 0.99) and make the average each stage's result; ``null`` (the default)
+    keeps the last iterate. A key of its own, not an option of ``optimizer``, whose extra keys
+    are the optimiser factory's arguments; see :func:`nstkit.optimisation.optimise`.
+    """
 
     model_config = ConfigDict(extra="forbid", validate_default=False)
 
@@ -304,6 +394,7 @@ class StylizeConfig(_Mapping):
         default_factory=default_losses)
     preserve_colour: PreserveColour | None = None
     optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="lbfgs"))
+    ema: Annotated[Number, Field(gt=0, lt=1)] | None = None
     multiscale: MultiscaleConfig | None = None
     precision: Precision = "fp32"
     tiling: Tiling | None = None
@@ -315,6 +406,21 @@ class StylizeConfig(_Mapping):
         if all(term.weight == 0 for term in losses):
             raise ValueError("every term has weight 0; nothing to optimise")
         return losses
+
+    @field_validator("multiscale")
+    @classmethod
+    def _stages_fit(cls, multiscale: MultiscaleConfig | None,
+                    info: ValidationInfo) -> MultiscaleConfig | None:
+        optimizer, size = info.data.get("optimizer"), info.data.get("size")
+        if multiscale is None:
+            return multiscale
+        if multiscale.carry_state and optimizer is not None and optimizer.name == "lbfgs":
+            raise ValueError("carry_state cannot carry L-BFGS's history (flat vectors of one "
+                             "stage's pixel count) to another size; use optimizer adam or "
+                             "sgd, or carry_state: false")
+        if multiscale.min_size is not None and size is not None:
+            multiscale.stages(size)  # the result's longest side is size: check the ladder now
+        return multiscale
 
     @property
     def iterations(self) -> int:

@@ -233,7 +233,8 @@ def estimate_memory(extractor: FeatureExtractor, layers: Sequence[str], height: 
                     optimizer_options: Mapping[str, Any] | None = None,
                     iterations: int | None = None,
                     style_shape: tuple[int, int] | None = None,
-                    device: str | torch.device | None = None) -> MemoryEstimate:
+                    device: str | torch.device | None = None,
+                    average: bool = False) -> MemoryEstimate:
     """Estimate the peak memory of stylising ``batch`` images of ``height x width`` pixels.
 
     Args:
@@ -251,6 +252,7 @@ def estimate_memory(extractor: FeatureExtractor, layers: Sequence[str], height: 
             ``style_scale`` times the longest side.
         device: where the job runs (``runtime`` and ``allocator`` are the CPU's); default the
             extractor's device.
+        average: the job keeps a running average of the iterates (``ema``): one more image.
     """
     layers = [extractor.resolve(layer) for layer in layers]
     run = extractor.truncated(layers) if hasattr(extractor, "truncated") else extractor
@@ -278,7 +280,7 @@ def estimate_memory(extractor: FeatureExtractor, layers: Sequence[str], height: 
         runtime = CPU_RUNTIME
         allocator = round(CPU_HEAP_SHARE * sum(block for part in blocks.values() for block in part
                                                if block < HEAP_BLOCK_LIMIT))
-    vectors = optimizer_state_images(optimizer, optimizer_options, iterations)
+    vectors = optimizer_state_images(optimizer, optimizer_options, iterations) + average
     return MemoryEstimate(
         weights=weights, optimizer=image * vectors, height=height, width=width, batch=batch,
         runtime=runtime, allocator=allocator,
@@ -313,12 +315,14 @@ def estimate_for_recipe(config: StylizeConfig, height: int, width: int, batch: i
     except TypeError:  # an extractor without a weights option
         extractor = factory(**config.extractor.options)
     terms = build_terms(host, config.losses)
-    stages = stage_plan(config.iterations, config.multiscale and config.multiscale.stages())
+    multiscale = config.multiscale and config.multiscale.stages(max(height, width))
+    stages = stage_plan(config.iterations, multiscale)
     return estimate_memory(extractor, feature_layers(terms, extractor), height, width,
                            batch=batch, style_scale=config.style_scale,
                            precision=config.precision, optimizer=config.optimizer.name,
                            optimizer_options=config.optimizer.options,
-                           iterations=stages[-1][1], style_shape=style_shape, device=device)
+                           iterations=stages[-1][1], style_shape=style_shape, device=device,
+                           average=config.ema is not None)
 
 
 def available_memory(device: torch.device | str) -> int:

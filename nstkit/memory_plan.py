@@ -114,7 +114,8 @@ def _tiled_estimate(extractor: Any, layers: Sequence[str], positional_layers: Se
         options["history_size"] = history
     window = estimate_memory(extractor, layers, min(side, height), min(side, width),
                              batch=batch, styles=0, precision=config.precision,
-                             optimizer=config.optimizer.name, optimizer_options=options)
+                             optimizer=config.optimizer.name, optimizer_options=options,
+                             average=config.ema is not None)
     image = _image_bytes(height, width, batch)
     style_side = max(height, width) * config.style_scale
     style_image = 3 * 4 * round(style_side * style_side * min(height, width) / max(height, width))
@@ -125,7 +126,8 @@ def _tiled_estimate(extractor: Any, layers: Sequence[str], positional_layers: Se
         stitched = module_outputs(probe, positional_layers, height, width)[1] * batch
     whole = dataclasses.replace(
         window, targets=stitched + 2 * image + style_image,  # content, original, style
-        optimizer=image * optimizer_state_images(config.optimizer.name, options),
+        optimizer=image * (optimizer_state_images(config.optimizer.name, options)
+                           + (config.ema is not None)),
         height=height, width=width)
     return whole, window
 
@@ -155,7 +157,8 @@ def plan_memory(config: StylizeConfig, extractor: Any, layers: Sequence[str],
     whole = estimate_memory(extractor, layers, height, width, batch=batch,
                             style_scale=config.style_scale, precision=config.precision,
                             optimizer=config.optimizer.name,
-                            optimizer_options=config.optimizer.options)
+                            optimizer_options=config.optimizer.options,
+                            average=config.ema is not None)
     if tiling is None or (isinstance(tiling, TilingConfig) and max(height, width) <= tiling.tile):
         return MemoryPlan(whole, _needed(whole), available)
     if isinstance(tiling, TilingConfig):

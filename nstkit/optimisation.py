@@ -17,6 +17,7 @@ import torch
 from nstkit.errors import LossError
 from nstkit.extractors import FeatureExtractor
 from nstkit.losses import LossTerm, Targets
+from nstkit.optim import IterateAverage
 
 Notify = Callable[..., None]
 
@@ -164,7 +165,8 @@ class WholeImage:
 def optimise(image: torch.Tensor, terms: Sequence[WeightedTerm], extractor: FeatureExtractor,
              layers: Sequence[str], optimizer: Any, iterations: int,
              notify: Notify | None = None, precision: str = "fp32",
-             evaluate: Evaluator | None = None) -> dict[str, list[float]]:
+             evaluate: Evaluator | None = None,
+             ema: float | None = None) -> dict[str, list[float]]:
     """Minimise ``Σ weight · term`` over ``image`` in place, clamping it to ``[0, 1]``.
 
     Args:
@@ -175,16 +177,24 @@ def optimise(image: torch.Tensor, terms: Sequence[WeightedTerm], extractor: Feat
         optimizer: has ``step(closure)``; one call is one iteration.
         iterations: number of steps.
         notify: called as ``notify(step=, losses=, image=)`` after each step, with the losses
-            of the image the step started from (a line search evaluates other points too).
+            of the image the step started from (a line search evaluates other points too);
+            ``image`` is the iterate, also with ``ema``.
         precision: ``"fp32"``, or ``"bf16"`` for the extractor under bf16 autocast (see
             :func:`extract`).
         evaluate: how the loss and gradient are computed (default :class:`WholeImage`; a
             tiled stage passes :class:`nstkit.tiling.evaluate.TiledImage`).
+        ema: with a decay in ``(0, 1)``, keep a bias-corrected exponential moving average of
+            the iterates, the initial image included (:class:`nstkit.optim.IterateAverage`,
+            updated after each step's clamp, as crowsonkb's style-transfer-pytorch does), and
+            leave the average in ``image`` at the end: the result is the average, not the
+            last iterate. Each call starts its own average (a multi-scale stage restarts it
+            from its upsampled start, as crowsonkb does).
 
     Returns:
         The weighted value of every term and ``"total"``: entry ``k`` is the loss of the image
-        before step ``k + 1`` (entry 0 the initial image), the last entry that of the result;
-        ``iterations + 1`` entries in all.
+        before step ``k + 1`` (entry 0 the initial image; the iterates, with ``ema`` too), the
+        last entry that of the result (with ``ema``, the average's); ``iterations + 1``
+        entries in all.
 
     Raises:
         LossError: a term returned a non-scalar, or the loss became NaN or infinite.
@@ -193,6 +203,7 @@ def optimise(image: torch.Tensor, terms: Sequence[WeightedTerm], extractor: Feat
     history: dict[str, list[float]] = {name: [] for name in names}
     first: list[torch.Tensor] = []
     evaluate = evaluate or WholeImage(terms, extractor, layers, precision)
+    average = IterateAverage(image, ema) if ema is not None else None
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
@@ -217,8 +228,13 @@ def optimise(image: torch.Tensor, terms: Sequence[WeightedTerm], extractor: Feat
         losses = record(first, step)
         with torch.no_grad():
             image.clamp_(0, 1)
+        if average is not None:
+            average.update(image)
         if notify is not None:
             notify(step=step, losses=losses, image=image.detach())
+    if average is not None:
+        with torch.no_grad():
+            image.copy_(average.value().clamp_(0, 1))
     evaluate.start_step(iterations + 1)
     record(evaluate(image, False), iterations + 1)
     return history

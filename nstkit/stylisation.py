@@ -19,13 +19,14 @@ from nstkit.components import (
 )
 from nstkit.config import ExtractorConfig, LossTermConfig, StylizeConfig, TilingConfig
 from nstkit.config_overrides import apply_overrides
-from nstkit.errors import NstkitError
+from nstkit.errors import ConfigError, NstkitError
 from nstkit.extractors import FeatureExtractor
 from nstkit.image import ImageInput, load_image, resize_longest, resize_to
 from nstkit.job import JobInfo
 from nstkit.losses import StatisticLoss, Targets
 from nstkit.memory import available_memory
 from nstkit.memory_plan import plan_memory, resolved
+from nstkit.optim import carry_state
 from nstkit.optimisation import (
     StyleCache,
     WeightedTerm,
@@ -62,7 +63,8 @@ def _blend(style_blend: Sequence[float] | None, count: int) -> list[float]:
 
 def stage_plan(iterations: int, multiscale: Sequence[tuple[float, float]] | None
                ) -> list[tuple[float, int]]:
-    """``(scale, steps)`` per stage: ``multiscale`` pairs ``(scale, share of iterations)``.
+    """``(scale, steps)`` per stage: ``multiscale`` pairs ``(scale, share of iterations)``
+    (:meth:`nstkit.config.MultiscaleConfig.stages`).
 
     Shares are normalised and rounded cumulatively, so the steps add up to ``iterations``.
     """
@@ -183,11 +185,15 @@ def _run_stages(job: _Job, plan: list[tuple[float, int]], original: torch.Tensor
                 initial: Callable[[torch.Tensor, list[torch.Tensor]], torch.Tensor],
                 make_optimizer: Callable[[list[torch.Tensor]], Any],
                 ) -> tuple[torch.Tensor, dict[str, list[float]], list[tuple[float, int]]]:
-    """Optimise stage by stage, each started from the previous stage's result, upsampled."""
+    """Optimise stage by stage, each started from the previous stage's result, upsampled
+    (with ``ema``, the previous stage's average); with ``multiscale.carry_state`` each
+    stage's optimiser starts from the previous one's state, resized."""
     history: dict[str, list[float]] = {}
     image: torch.Tensor | None = None
     stages, prepared = _fitting_stages(job, plan, original, style_images)
     done = 0
+    carry = job.config.multiscale is not None and job.config.multiscale.carry_state
+    previous: Any = None  # the last stage's optimiser
     for number, (scale, steps) in enumerate(stages):
         stage = prepared if number == 0 else _prepare_stage(job, original, style_images, scale)
         content = stage.content
@@ -199,9 +205,13 @@ def _run_stages(job: _Job, plan: list[tuple[float, int]], original: torch.Tensor
         def notify(step: int, offset: int = done, **kw: Any) -> None:
             job.host.notify("on_step", job=job.info, step=offset + step, **kw)
 
-        result = optimise(image, job.terms, job.extractor, job.layers, make_optimizer([image]),
-                          steps, notify=notify, precision=job.config.precision,
-                          evaluate=stage.evaluate)
+        optimizer = make_optimizer([image])
+        if carry and previous is not None:
+            carry_state(previous, optimizer)
+        previous = optimizer  # the last stage's state is freed as this one runs
+        result = optimise(image, job.terms, job.extractor, job.layers, optimizer, steps,
+                          notify=notify, precision=job.config.precision,
+                          evaluate=stage.evaluate, ema=job.config.ema)
         for name, values in result.items():
             history.setdefault(name, []).extend(values)
         done += steps
@@ -251,6 +261,7 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput],
     if config.seed is not None:
         torch.manual_seed(config.seed)
     original = resize_longest(load_image(content), config.size)
+    plan = stage_plan(config.iterations, _shares(config, original, content))
     style_images = [load_image(s) for s in styles_in]
     ext = built or build_extractor(host, config.extractor.name, dev, **config.extractor.options)
     terms = build_terms(host, config.losses)
@@ -269,8 +280,7 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput],
     try:
         with fast_cuda(dev):
             image, history, stages = _run_stages(
-                job, stage_plan(config.iterations, config.multiscale and
-                                config.multiscale.stages()), original, style_images,
+                job, plan, original, style_images,
                 lambda c, s: _initial_image(init if init is not None else config.init, c, s,
                                             generator, config.noise_scale),
                 lambda params: host.optimizers.get(config.optimizer.name)(
@@ -291,6 +301,20 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput],
                          detail and len(stages) > 1)
     host.notify("on_job_end", job=info, result=result, error=None)
     return result
+
+
+def _shares(config: StylizeConfig, original: torch.Tensor, content: ImageInput
+            ) -> list[tuple[float, float]] | None:
+    """``multiscale``'s ``(scale, share)`` pairs for this result size (a ladder's rungs
+    depend on it), or ``None`` without ``multiscale``."""
+    if config.multiscale is None:
+        return None
+    try:
+        return config.multiscale.stages(max(original.shape[-2:]))
+    except ValueError as exc:
+        h, w = original.shape[-2:]
+        raise ConfigError([f"stylize(): multiscale: {exc} (for {_name(content)}a {h}x{w} px "
+                           f"result)"]) from None
 
 
 def _planned(config: StylizeConfig, extractor: FeatureExtractor, layers: list[str],

@@ -188,6 +188,8 @@ def test_estimate_grows_with_pixels_batch_and_history(vgg) -> None:
     short = estimate_memory(vgg, LAYERS, 64, 64, optimizer_options={"history_size": 10})
     assert small.optimizer - short.optimizer == 2 * 90 * 3 * 64 * 64 * 4
     assert estimate_memory(vgg, LAYERS, 64, 64, iterations=11).optimizer == short.optimizer
+    averaged = estimate_memory(vgg, LAYERS, 64, 64, average=True)  # ema: one more image
+    assert averaged.optimizer - small.optimizer == 3 * 64 * 64 * 4
 
 
 def test_targets_are_the_content_and_style_features_and_images(vgg) -> None:
