@@ -149,7 +149,10 @@ class WholeImage:
         self.layers, self.precision = list(layers), precision
 
     def start_step(self, step: int) -> None:
-        """Called before each optimiser step (a tiled evaluator moves its grid here)."""
+        """Called before each optimiser step (a tiled evaluator moves its grid here); passed on
+        to every term (:meth:`nstkit.losses.LossTerm.start_step`)."""
+        for term in self.terms:
+            term.module.start_step(step)
 
     def __call__(self, image: torch.Tensor, backward: bool = True) -> list[torch.Tensor]:
         with torch.set_grad_enabled(backward):

@@ -15,13 +15,17 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from nstkit.cli import app
+from nstkit.compare import Comparison, publish
 from nstkit.compare.collect import Collector, Entry, find_reusable
 from nstkit.compare.curves import Curve, read_curve
-from nstkit.compare.results import judge_entries, make_rows
+from nstkit.compare.figures import _captions
+from nstkit.compare.pareto import dominated, dominates, pareto_ranks, style_wins
+from nstkit.compare.results import judge_entries, make_rows, pairwise, summarise
 from nstkit.compare.variants import Variant, parse_sweep, plan_variants, split_values
 from nstkit.errors import NstkitError
 from nstkit.executors import RunRequest, tell_step
 from nstkit.job import JobInfo
+from nstkit.judge import METRICS, Judge, Scores
 from nstkit.recipe import load_recipe
 from nstkit.runner.execute import InputHashes, Outcome, RunOptions, RunSummary
 from nstkit.runner.plan import Job, plan_jobs
@@ -95,12 +99,15 @@ def test_compare_two_recipes_writes_every_file(compared: tuple[Path, str]) -> No
         assert row["wall_time"] > 0
         assert 0 < row["judged_content"] < 2
         assert 0 < row["judged_style"] < 2
+        assert all(row[f"judged_{m}"] > 0 for m in METRICS)
         assert row["loss:total"] > 0
         assert (out / row["output"]).is_file()
     assert "loss:shifted_gram" in rows[2]
     assert "loss:shifted_gram" not in rows[0]
     assert data["judge"]["content_layer"] == "relu4_2"
     assert [s["done"] for s in data["summary"]] == [2, 2]
+    assert {s["pareto_rank"] for s in data["summary"]} <= {0, 1}
+    assert len(data["pairwise"]) == 2
     with (out / "results.csv").open() as handle:
         table = list(csv.DictReader(handle))
     assert [r["variant"] for r in table] == ["gatys", "gatys", "improved", "improved"]
@@ -339,3 +346,108 @@ def test_the_collector_runs_through_the_executor_it_is_given(tiny: Path, tmp_pat
         assert curve == Curve([0, 1, 2], [0.0, 0.5, 0.75], {"total": [3.0, 2.0, 1.5]})
     assert not list((tmp_path / "runs" / "gatys").glob("*.png"))  # nothing ran here
     assert not host.has("nstkit.compare.curves.gatys")
+
+
+# --- judged distances: every metric in every file, Pareto ranks --------------------------------
+
+
+def test_pareto_ranks_on_hand_made_rows() -> None:
+    rows = [{"a": 1, "b": 1}, {"a": 2, "b": 2}, {"a": 0.5, "b": 3}, {"a": 1, "b": 1},
+            {"a": 3, "b": 3}, {"a": None, "b": 0}]
+    assert pareto_ranks(rows, ["a", "b"]) == [0, 1, 0, 0, 2, None]
+    assert dominated(rows, ["a", "b"]) == [[1, 4], [4], [4], [1, 4], [], []]
+    # one metric: a plain sort, ties sharing a rank
+    assert pareto_ranks(rows, ["b"]) == [1, 2, 3, 1, 3, 0]
+    assert pareto_ranks([], ["a"]) == []
+
+
+def test_dominance_needs_no_worse_everywhere_and_better_somewhere() -> None:
+    a, b = {"x": 1.0, "y": 2.0}, {"x": 1.0, "y": 3.0}
+    assert dominates(a, b, ["x", "y"])
+    assert not dominates(b, a, ["x", "y"])
+    assert not dominates(a, a, ["x", "y"])  # a tie dominates nothing
+    assert not dominates(a, {"x": 0.5, "y": 3.0}, ["x", "y"])  # a trade-off
+    assert not dominates(a, {"x": None, "y": 3.0}, ["x", "y"])
+
+
+def test_style_wins_count_only_when_no_worse_on_content() -> None:
+    a = {"c": 0.5, "s1": 1, "s2": 5, "s3": 2}
+    b = {"c": 0.5, "s1": 2, "s2": 4, "s3": 3}
+    assert style_wins(a, b, ["c"], ["s1", "s2", "s3"]) == 2
+    assert style_wins(b, a, ["c"], ["s1", "s2", "s3"]) == 1
+    assert style_wins({**a, "c": 0.6}, b, ["c"], ["s1", "s2", "s3"]) is None
+    assert style_wins(a, {**b, "s1": None}, ["c"], ["s1", "s2", "s3"]) is None
+
+
+def scores(content: float, style: float, **others: float) -> Scores:
+    values = dict.fromkeys(METRICS, 0.5) | {"content": content, "style": style} | others
+    return Scores(**values)
+
+
+def test_compare_files_have_every_judged_distance_and_the_ranks(tmp_path: Path) -> None:
+    """publish() on hand-made entries and scores: no recipe runs, no network."""
+    images = tmp_path / "in"
+    images.mkdir()
+    for name, colour in (("c.png", (200, 10, 10)), ("s.png", (10, 10, 200))):
+        Image.new("RGB", (24, 16), colour).save(images / name)
+    recipe = load_recipe("gatys")
+    labels = ("good", "worse", "other")
+    variants = [Variant(label, recipe, label) for label in labels]
+    job = Job(images / "c.png", images / "s.png", "c__s.png")
+    entries = []
+    for variant in variants:
+        folder = tmp_path / "runs" / variant.folder
+        folder.mkdir(parents=True)
+        Image.new("RGB", (24, 16), (90, 10, 120)).save(folder / job.output)
+        entries.append(Entry(variant, job, folder, {"status": "done", "wall_time": 1.5,
+                                                    "iterations": 2, "losses": {"total": 1.0}}))
+    judged = [scores(0.2, 0.3, palette=12.0), scores(0.3, 0.4, w2=0.6, palette=12.0),
+              scores(0.1, 0.9, w2=0.1, palette=20.0)]
+    comparison = Comparison(tmp_path, variants, [(job.content, job.style)], entries, judged,
+                            "nstkit compare good worse other")
+    judge = Judge(lambda image, layers: {}, size=32)
+    paths = publish(comparison, judge, thumb=48)
+
+    data = json.loads(paths["json"].read_text())
+    for row, score in zip(data["rows"], judged, strict=True):
+        assert {f"judged_{m}": row[f"judged_{m}"] for m in METRICS} == {
+            f"judged_{m}": pytest.approx(v) for m, v in score.as_dict().items()}
+    summary = {item["variant"]: item for item in data["summary"]}
+    assert summary["other"]["mean_judged_palette"] == 20.0
+    assert summary["other"]["mean_judged_w2"] == 0.1
+    assert {label: summary[label]["pareto_rank"] for label in labels} == {
+        "good": 0, "worse": 1, "other": 0}
+    assert summary["good"]["dominates"] == ["worse"]
+    assert summary["other"]["dominates"] == []
+    wins = {(p["variant"], p["versus"]): p["style_wins"] for p in data["pairwise"]}
+    assert wins[("good", "worse")] == 2  # Gram and W2 better, sliced and palette equal
+    assert wins[("worse", "good")] is None  # worse on content
+    assert wins[("other", "good")] == 1  # better on content; on the style side only W2
+    assert data["judge"]["sliced_directions"] == 64
+    with paths["csv"].open() as handle:
+        reader = csv.DictReader(handle)
+        assert [f"judged_{m}" for m in METRICS] == [
+            name for name in reader.fieldnames or [] if name.startswith("judged_")]
+        assert float(next(reader)["judged_palette"]) == 12.0
+    page = paths["report"].read_text()
+    for text in ("Pareto rank", "mean 1-SSIM", "mean palette ΔE", "sliced W2", 'id="pairwise"'):
+        assert text in page
+    assert Image.open(paths["grid"]).size == (8 + 5 * (48 + 8), 18 + 8 + 48 + 2 * 18 + 8)
+
+
+def test_the_summary_ranks_only_judged_variants() -> None:
+    rows = [{"variant": "a", "status": "failed", "wall_time": None},
+            {"variant": "b", "status": "done", "wall_time": 1.0,
+             **{f"judged_{m}": 0.5 for m in METRICS}}]
+    summary = summarise(rows)
+    assert [(s["variant"], s["pareto_rank"], s["mean_judged_w2"]) for s in summary] == [
+        ("a", None, None), ("b", 0, 0.5)]
+    assert [p["style_wins"] for p in pairwise(summary)] == [None, None]
+
+
+def test_captions_show_three_distances() -> None:
+    entry = Entry(Variant("gatys", load_recipe("gatys"), "gatys"),
+                  Job(Path("c.png"), Path("s.png"), "o.png"), Path(), {"status": "done",
+                                                                        "wall_time": 2.0})
+    assert _captions(entry, scores(0.1234, 0.5, w2=0.25)) == [
+        "content 0.123  Gram 0.500", "W2 0.250  2 s"]

@@ -14,6 +14,7 @@ PINNED = {
     "cnam": "3c20bf85702c172d7b202e637f852134f44b8b9d47e1d41994e379b7d40c149e",
     "colour-preserving": "4ead973cfcaee99122aedfef012638bf25a227659ba03b0c397085d7aeacaf5e",
     "content-reconstruction": "bbfdc1b6057dca7ae541ebed8b60460ff268d47a55deda50ea622a615165d1f0",
+    "crowson": "55230deceed8c11428477e3275749c2ce7e181930e07f535f3c431b984562861",
     "fast": "c9a4f44cc40d64878c62f63cfb56829ef48d45ba2d4e4e2ea11ed65f6f6dfccd",
     "fastai-vgg16": "bddf68c1eb2de7a2601f51e03bc5d64b1a3d5f3982bd1d64c2bfbbfd39d0690a",
     "gatys": "3b0381b46ba42ae64297e1c6a75be2e1b40bb15dfcb7e5db68050dc4e8a689f5",

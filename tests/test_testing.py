@@ -45,9 +45,12 @@ def test_make_host_has_the_builtins_and_the_given_plugins_only(monkeypatch, make
     monkeypatch.setattr(metadata, "entry_points", lambda group: [EntryPoint()])
     plugin = make_plugin(register_losses=lambda register: register("brightness", Brightness))
     host = make_host(plugin)
-    assert host.losses.names() == ["brightness", "colour", "content", "gram", "shifted_gram",
-                                   "tv"]
-    assert make_host().losses.names() == ["colour", "content", "gram", "shifted_gram", "tv"]
+    assert host.losses.names() == ["brightness", "colour", "content", "gram", "histogram",
+                                   "mean_std", "shifted_gram", "sliced_wasserstein", "tv",
+                                   "wasserstein"]
+    assert make_host().losses.names() == [
+        "colour", "content", "gram", "histogram", "mean_std", "shifted_gram",
+        "sliced_wasserstein", "tv", "wasserstein"]
     assert "installed" not in {info.name for info in host.info()}
 
 

@@ -179,18 +179,37 @@ def _number(value: Any, digits: int = 3) -> str:
 
 
 def _print_tables(rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> None:
-    jobs = Table("variant", "content", "style", "status", "time (s)", "judged content",
-                 "judged style", title="nstkit compare: every job")
+    from nstkit.compare.results import pairwise
+    from nstkit.judge import METRIC_LABELS, METRICS
+
+    labels = [METRIC_LABELS[m] for m in METRICS]
+    jobs = Table("variant", "content", "style", "status", "time (s)", *labels,
+                 title="nstkit compare: every job (judged distances, lower is closer)")
     for row in rows:
         jobs.add_row(row["variant"], Path(row["content"]).name, Path(row["style"]).name,
                      row["status"] + (" (reused)" if row["reused"] else ""),
-                     _number(row["wall_time"], 1), _number(row["judged_content"]),
-                     _number(row["judged_style"]))
+                     _number(row["wall_time"], 1),
+                     *(_number(row.get(f"judged_{m}"), 1 if m == "palette" else 3)
+                       for m in METRICS))
     console.print(jobs)
-    means = Table("variant", "done", "failed", "mean time (s)", "mean judged content",
-                  "mean judged style", title="per variant (lower judged distances are closer)")
+    means = Table("variant", "done", "failed", "time (s)", "rank", "dominates", *labels,
+                  title="per variant: mean time and mean judged distances (lower is closer); "
+                  "rank: Pareto rank over the six distances, 0 = dominated by no other variant")
     for item in summary:
+        rank = item.get("pareto_rank")
         means.add_row(item["variant"], str(item["done"]), str(item["failed"]),
-                      _number(item["mean_wall_time"], 1), _number(item["mean_judged_content"]),
-                      _number(item["mean_judged_style"]))
+                      _number(item["mean_wall_time"], 1), "" if rank is None else str(rank),
+                      ", ".join(item.get("dominates") or []),
+                      *(_number(item.get(f"mean_judged_{m}"), 1 if m == "palette" else 3)
+                        for m in METRICS))
     console.print(means)
+    pairs = pairwise(summary)
+    if pairs:
+        wins = {(p["variant"], p["versus"]): p["style_wins"] for p in pairs}
+        names = [item["variant"] for item in summary]
+        table = Table("A \\ B", *names, title=f"style distances (of {pairs[0]['style_metrics']}) "
+                      "on which A beats B while no worse on content; - when worse on content")
+        for a in names:
+            table.add_row(a, *("" if a == b else "-" if wins[(a, b)] is None
+                               else str(wins[(a, b)]) for b in names))
+        console.print(table)

@@ -83,7 +83,9 @@ def _captions(entry: Entry, score: Scores | None) -> list[str]:
         return [entry.status]
     seconds = (entry.record or {}).get("wall_time")
     timing = f"{seconds:.3g} s" if isinstance(seconds, int | float) else ""
-    return [f"content {score.content:.3f}", f"style {score.style:.3f}  {timing}".rstrip()]
+    # three of the six distances, to stay readable at 192 px; the tables have all of them
+    return [f"content {score.content:.3f}  Gram {score.style:.3f}",
+            f"W2 {score.w2:.3f}  {timing}".rstrip()]
 
 
 def loss_figure(entries: Sequence[Entry]) -> bytes:

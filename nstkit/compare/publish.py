@@ -12,9 +12,17 @@ from nstkit.atomic import write_atomic
 from nstkit.compare.collect import Entry
 from nstkit.compare.figures import contact_sheet, loss_figure, png_bytes
 from nstkit.compare.report import render_report
-from nstkit.compare.results import make_rows, summarise, write_results
+from nstkit.compare.results import make_rows, pairwise, summarise, write_results
 from nstkit.compare.variants import Variant
-from nstkit.judge import Judge, Scores
+from nstkit.judge import (
+    PALETTE_DIRECTIONS,
+    PROJECTION_SEED,
+    QUANTILES,
+    SLICED_DIRECTIONS,
+    SSIM_WINDOW,
+    Judge,
+    Scores,
+)
 
 
 @dataclass
@@ -40,7 +48,10 @@ class Comparison:
 
 def judge_details(judge: Judge) -> dict[str, Any]:
     return {"extractor": "vgg19, original weights, max pooling", "size": judge.size,
-            "content_layer": judge.content_layer, "style_layers": list(judge.style_layers)}
+            "content_layer": judge.content_layer, "style_layers": list(judge.style_layers),
+            "ssim_window": SSIM_WINDOW, "sliced_directions": SLICED_DIRECTIONS,
+            "palette_directions": PALETTE_DIRECTIONS, "quantiles": QUANTILES,
+            "projection_seed": PROJECTION_SEED}
 
 
 def publish(comparison: Comparison, judge: Judge, thumb: int = 192) -> dict[str, Path]:
@@ -56,9 +67,11 @@ def publish(comparison: Comparison, judge: Judge, thumb: int = 192) -> dict[str,
                "recipes": {v.label: {"folder": v.folder, "hash": v.recipe.hash,
                                      "data": v.recipe.data} for v in comparison.variants}}
     csv_path, json_path = write_results(out, rows, details)
+    summary = summarise(rows)
     page = render_report(title="nstkit compare: " + " vs ".join(
                              v.label for v in comparison.variants),
-                         grid_png=grid, losses_png=losses, rows=rows, summary=summarise(rows),
+                         grid_png=grid, losses_png=losses, rows=rows, summary=summary,
+                         pairs=pairwise(summary),
                          variants=comparison.variants, judge=details["judge"],
                          command=comparison.command)
     return {"grid": write_atomic(out / "grid.png", grid),

@@ -48,7 +48,8 @@ class LossTerm(nn.Module):
     """A loss term: reads extractor features (or the image) and returns a scalar.
 
     Subclasses set ``default_layers`` (empty for image-space terms such as TV), may override
-    :meth:`prepare` to compute targets once per job, and implement :meth:`forward`.
+    :meth:`prepare` to compute targets once per job and :meth:`start_step` to change with the
+    step, and implement :meth:`forward`.
 
     Args:
         layers: layer names (equal weights), a mapping of layer name to weight, or ``None``
@@ -75,6 +76,12 @@ class LossTerm(nn.Module):
 
     def prepare(self, targets: Targets) -> None:
         """Compute and keep whatever the term compares against. Called once per job."""
+
+    def start_step(self, step: int) -> None:
+        """Called before each optimiser step (``step`` counts from 1; once more, with
+        ``iterations + 1``, before the final evaluation), never between the evaluations of
+        one step: a term whose objective changes over a run (random projections) changes it
+        here, so an L-BFGS line search sees one objective. Does nothing by default."""
 
     def forward(self, image: torch.Tensor, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The term's unweighted value, a scalar tensor.

@@ -59,7 +59,10 @@ class TiledImage:
                           if style == "global" and isinstance(t.module, StatisticLoss)]
 
     def start_step(self, step: int) -> None:
-        """Shift the grid at random (the same grid for every evaluation within a step)."""
+        """Shift the grid at random (the same grid for every evaluation within a step) and
+        pass the step on to every term (:meth:`nstkit.losses.LossTerm.start_step`)."""
+        for term in self.terms:
+            term.module.start_step(step)
         if self.generator is not None:
             self.grid = self.base.shifted(self.generator)
 
