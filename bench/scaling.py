@@ -22,7 +22,10 @@ Printed per size: s/iteration (after the first), the peak RSS, base, measured, e
 measured / estimate, the estimate's parts and the load average when the size finished.
 
 Run from the repository root: ``python bench/scaling.py [--sizes 256 512 768 1024]
-[--iterations 3] [--set precision=bf16 ...]``. The GPU version
+[--iterations 3] [--set precision=bf16 ...]``. Tiled: ``--set optimizer.name=adam --set
+"tiling={tile: 256, overlap: 32}"``; the estimate is then the tiled plan's
+(:func:`nstkit.memory_plan.plan_for_recipe`), which does not bound L-BFGS's history by the
+iterations, hence Adam. The GPU version
 (``torch.cuda.max_memory_allocated``, images/min against the batch size) is in ``bench/gpu.py``.
 """
 
@@ -70,7 +73,11 @@ host.add(Probe())
 result = nstkit.stylize(sys.argv[3], sys.argv[4], config, host=host, device="cpu")
 peak = status("VmHWM")
 h, w = result.image.shape[-2:]
-estimate = estimate_for_recipe(config, h, w, host=host)
+if config.tiling is None:
+    estimate = estimate_for_recipe(config, h, w, host=host)
+else:  # the tiled stage's plan: one window's activations plus the image-sized state
+    from nstkit.memory_plan import plan_for_recipe
+    estimate = plan_for_recipe(config, h, w, 1, None, host).estimate
 parts = {k: getattr(estimate, k) for k in ("weights", "activations", "backward", "targets",
                                            "optimizer", "runtime", "allocator")}
 print(json.dumps({"size": [h, w], "per_iteration": (times[-1] - times[0]) / (len(times) - 1),
