@@ -128,6 +128,15 @@ def check_scalar(term: WeightedTerm, value: Any) -> torch.Tensor:
     return value.reshape(())
 
 
+def start_terms(terms: Sequence[WeightedTerm], step: int) -> None:
+    """Tell every term a new optimiser step begins (:meth:`nstkit.losses.LossTerm.start_step`);
+    a plugin's module that is not a :class:`~nstkit.losses.LossTerm` may lack the method."""
+    for term in terms:
+        hook = getattr(term.module, "start_step", None)
+        if hook is not None:
+            hook(step)
+
+
 class Evaluator(Protocol):
     """Computes the weighted term values and the total (and with ``backward`` the gradient)."""
 
@@ -151,8 +160,7 @@ class WholeImage:
     def start_step(self, step: int) -> None:
         """Called before each optimiser step (a tiled evaluator moves its grid here); passed on
         to every term (:meth:`nstkit.losses.LossTerm.start_step`)."""
-        for term in self.terms:
-            term.module.start_step(step)
+        start_terms(self.terms, step)
 
     def __call__(self, image: torch.Tensor, backward: bool = True) -> list[torch.Tensor]:
         with torch.set_grad_enabled(backward):

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from nstkit.losses import StatisticLoss, Targets
-from nstkit.optimisation import WeightedTerm, check_scalar, extract
+from nstkit.optimisation import WeightedTerm, check_scalar, extract, start_terms
 from nstkit.tiling.grid import Tile, TileGrid, crop
 from nstkit.tiling.targets import statistic_means
 
@@ -61,8 +61,7 @@ class TiledImage:
     def start_step(self, step: int) -> None:
         """Shift the grid at random (the same grid for every evaluation within a step) and
         pass the step on to every term (:meth:`nstkit.losses.LossTerm.start_step`)."""
-        for term in self.terms:
-            term.module.start_step(step)
+        start_terms(self.terms, step)
         if self.generator is not None:
             self.grid = self.base.shifted(self.generator)
 
