@@ -292,8 +292,8 @@ class MultiscaleConfig(Section):
                 are ``side / longest``), the ``scales`` form ignores it.
 
         Raises:
-            ValueError: a ladder without ``longest``, with more shares than rungs, or with too
-                many rungs.
+            ValueError: a ladder without ``longest``, or with too many rungs. A ladder with
+                fewer rungs than shares (a small result) takes the first shares.
         """
         if self.scales is not None:
             return list(zip(self.scales, self.iterations, strict=True))
@@ -301,10 +301,7 @@ class MultiscaleConfig(Section):
             raise ValueError("the ladder form (min_size) needs the result's longest side")
         assert self.min_size is not None
         sides = ladder(longest, self.min_size, self.ratio)
-        shares = self.iterations
-        if len(shares) > len(sides):
-            raise ValueError(f"iterations has {len(shares)} shares but the ladder has "
-                             f"{len(sides)} sizes ({', '.join(map(str, sides))} px)")
+        shares = self.iterations  # a small result has fewer rungs: the first shares apply
         return [(side / longest, shares[min(index, len(shares) - 1)])
                 for index, side in enumerate(sides)]
 

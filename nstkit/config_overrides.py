@@ -56,6 +56,8 @@ def apply_overrides(config: StylizeConfig, overrides: Mapping[str, Any],
     data["optimizer"] = {"iterations": config.optimizer.iterations,
                          **config.optimizer.model_dump(exclude_unset=True)}
     data["losses"] = [term.model_dump(exclude_unset=True) for term in config.losses]
+    if config.multiscale is not None:  # its two forms: only the keys of the one given
+        data["multiscale"] = config.multiscale.model_dump(exclude_unset=True)
     data.pop("version", None), data.pop("name", None), data.pop("description", None)
     for key, value in _expand(dict(overrides), data).items():
         data[key] = value

@@ -292,7 +292,7 @@ def relative_w2_distance(features: torch.Tensor, target_mean: torch.Tensor,
     mean, cov = feature_moments(features)
     target_mean, target_cov = target_mean.to(mean), target_cov.to(cov)
     squared = gaussian_wasserstein(mean, cov, target_mean.expand_as(mean),
-                                   target_cov.expand_as(cov))
+                                   target_cov.expand_as(cov), exact=True)
     moment = target_mean.pow(2).sum(-1) + torch.diagonal(target_cov, dim1=-2, dim2=-1).sum(-1)
     return (squared.clamp_min(0) / moment.clamp_min(1e-300)).sqrt().to(features.dtype)
 

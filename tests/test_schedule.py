@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from nstkit.config import MultiscaleConfig, ladder
-from nstkit.errors import ConfigError, RecipeError
+from nstkit.errors import RecipeError
 from nstkit.optim import carry_state
 from nstkit.optimisation import WeightedTerm, optimise
 from nstkit.recipe import load_recipe
@@ -44,9 +44,6 @@ def problems(*sets: str) -> list[str]:
      "--set: multiscale.min_size: must be >= 16, got 8"),
     ("multiscale={min_size: 128, ratio: 1.0, iterations: [1]}",
      "--set: multiscale.ratio: must be > 1, got 1.0"),
-    ("multiscale={min_size: 128, iterations: [1, 1, 1, 1, 1, 1]}",
-     "--set: multiscale: iterations has 6 shares but the ladder has 5 sizes "
-     "(128, 181, 256, 362, 512 px)"),
     ("multiscale={min_size: 16, ratio: 1.01, iterations: [1]}",
      "--set: multiscale: a ladder from 512 px down to 16 px by ratio 1.01 has more than 32 "
      "stages; raise ratio or min_size"),
@@ -217,8 +214,12 @@ def test_a_tiny_run_with_average_carried_state_and_ladder() -> None:
     assert result.settings["multiscale"]["carry_state"] is True
 
 
-def test_a_ladder_with_more_shares_than_rungs_for_the_image_is_a_config_error() -> None:
-    with pytest.raises(ConfigError) as info:
-        stylize_tiny(multiscale={"min_size": 16, "ratio": 1.5, "iterations": [1, 1, 1]})
-    assert info.value.problems == ["stylize(): multiscale: iterations has 3 shares but the "
-                                   "ladder has 2 sizes (21, 32 px) (for a 32x32 px result)"]
+def test_a_ladder_with_fewer_rungs_than_shares_uses_the_first_shares() -> None:
+    """A small result (crowson's [1000, 500] at 48 px: one rung, min_size clipped to the
+    size) runs the first shares only, as crowsonkb's min(min_scale, end_scale) does."""
+    ladder = MultiscaleConfig(min_size=16, ratio=1.5, iterations=[3, 1, 1])
+    assert ladder.stages(32) == [(21 / 32, 3), (1.0, 1)]
+    assert MultiscaleConfig(min_size=128, iterations=[1000, 500]).stages(48) == [(1.0, 1000)]
+    result = stylize_tiny(multiscale={"min_size": 16, "ratio": 1.5, "iterations": [3, 1, 1]},
+                          iterations=8)
+    assert result.stages == [[21 / 32, 6], [1.0, 2]]

@@ -124,14 +124,17 @@ def sqrtm_eigh(matrix: torch.Tensor) -> torch.Tensor:
 
 def gaussian_wasserstein(mean: torch.Tensor, cov: torch.Tensor, target_mean: torch.Tensor,
                          target_cov: torch.Tensor, *, target_sqrt: torch.Tensor | None = None,
-                         iterations: int = SQRTM_ITERATIONS) -> torch.Tensor:
+                         iterations: int = SQRTM_ITERATIONS, exact: bool = False
+                         ) -> torch.Tensor:
     """Squared 2-Wasserstein distance between Gaussians ``N(mean, cov)`` and
     ``N(target_mean, target_cov)``:
     ``|μ - μ_t|^2 + tr(S + S_t - 2 (S_t^1/2 S S_t^1/2)^1/2)``.
 
     The outer square root is :func:`sqrtm` (Newton-Schulz); ``S_t^1/2`` too unless given as
     ``target_sqrt`` (precomputed once for a fixed target). Runs in float32 at least, without
-    autocast or TF32.
+    autocast or TF32. ``exact=True`` takes both roots by :func:`sqrtm_eigh` instead (float64,
+    not for backpropagation: for measuring, where the Newton-Schulz root leaves a small
+    positive bias on rank-deficient covariances, such as few positions for many channels).
 
     Shape:
         - mean: ``(B, C)``; cov: ``(B, C, C)``, symmetric PSD.
@@ -146,8 +149,14 @@ def gaussian_wasserstein(mean: torch.Tensor, cov: torch.Tensor, target_mean: tor
     with _exact(mean.device):
         mean, cov = _working(mean), _working(cov)
         target_mean, target_cov = target_mean.to(mean), target_cov.to(cov)
-        root = sqrtm(target_cov, iterations) if target_sqrt is None else target_sqrt.to(cov)
-        cross = sqrtm(root @ cov @ root, iterations)
+        if exact:
+            mean, cov = mean.double(), cov.double()
+            target_mean, target_cov = target_mean.double(), target_cov.double()
+        def root_of(matrix: torch.Tensor) -> torch.Tensor:
+            return sqrtm_eigh(matrix) if exact else sqrtm(matrix, iterations)
+
+        root = root_of(target_cov) if target_sqrt is None else target_sqrt.to(cov)
+        cross = root_of(root @ cov @ root)
         return ((mean - target_mean).pow(2).sum(-1) + _trace(cov) + _trace(target_cov)
                 - 2 * _trace(cross))
 
