@@ -4,6 +4,7 @@ differentiable matrix square root by coupled Newton-Schulz iterations."""
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
@@ -152,9 +153,7 @@ def gaussian_wasserstein(mean: torch.Tensor, cov: torch.Tensor, target_mean: tor
         if exact:
             mean, cov = mean.double(), cov.double()
             target_mean, target_cov = target_mean.double(), target_cov.double()
-        def root_of(matrix: torch.Tensor) -> torch.Tensor:
-            return sqrtm_eigh(matrix) if exact else sqrtm(matrix, iterations)
-
+        root_of = sqrtm_eigh if exact else functools.partial(sqrtm, iterations=iterations)
         root = root_of(target_cov) if target_sqrt is None else target_sqrt.to(cov)
         cross = root_of(root @ cov @ root)
         return ((mean - target_mean).pow(2).sum(-1) + _trace(cov) + _trace(target_cov)
