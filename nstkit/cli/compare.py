@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from nstkit.cli.common import check_device, console, err, fail, host, load, prepare_out
 from nstkit.cli.options import (
@@ -178,13 +178,23 @@ def _number(value: Any, digits: int = 3) -> str:
     return "" if value is None else f"{value:.{digits}f}"
 
 
+def _table(*headers: str, title: str, numbers: int = 0) -> Table:
+    """A table whose cells wrap rather than lose characters when the terminal is narrow; the
+    last ``numbers`` columns hold numbers, kept whole on one line."""
+    split = len(headers) - numbers
+    return Table(*(Column(header, overflow="fold") for header in headers[:split]),
+                 *(Column(header, overflow="fold", min_width=5, justify="right")
+                   for header in headers[split:]), title=title)
+
+
 def _print_tables(rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> None:
     from nstkit.compare.results import pairwise
     from nstkit.judge import METRIC_LABELS, METRICS
 
     labels = [METRIC_LABELS[m] for m in METRICS]
-    jobs = Table("variant", "content", "style", "status", "time (s)", *labels,
-                 title="nstkit compare: every job (judged distances, lower is closer)")
+    jobs = _table("variant", "content", "style", "status", "time (s)", *labels,
+                  numbers=len(labels) + 1,
+                  title="nstkit compare: every job (judged distances, lower is closer)")
     for row in rows:
         jobs.add_row(row["variant"], Path(row["content"]).name, Path(row["style"]).name,
                      row["status"] + (" (reused)" if row["reused"] else ""),
@@ -192,9 +202,10 @@ def _print_tables(rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> 
                      *(_number(row.get(f"judged_{m}"), 1 if m == "palette" else 3)
                        for m in METRICS))
     console.print(jobs)
-    means = Table("variant", "done", "failed", "time (s)", "rank", "dominates", *labels,
-                  title="per variant: mean time and mean judged distances (lower is closer); "
-                  "rank: Pareto rank over the six distances, 0 = dominated by no other variant")
+    means = _table("variant", "done", "failed", "time (s)", "rank", "dominates", *labels,
+                   numbers=len(labels),
+                   title="per variant: mean time and mean judged distances (lower is closer); "
+                   "rank: Pareto rank over the six distances, 0 = dominated by no other variant")
     for item in summary:
         rank = item.get("pareto_rank")
         means.add_row(item["variant"], str(item["done"]), str(item["failed"]),
@@ -207,7 +218,7 @@ def _print_tables(rows: list[dict[str, Any]], summary: list[dict[str, Any]]) -> 
     if pairs:
         wins = {(p["variant"], p["versus"]): p["style_wins"] for p in pairs}
         names = [item["variant"] for item in summary]
-        table = Table("A \\ B", *names, title=f"style distances (of {pairs[0]['style_metrics']}) "
+        table = _table("A \\ B", *names, title=f"style distances (of {pairs[0]['style_metrics']}) "
                       "on which A beats B while no worse on content; - when worse on content")
         for a in names:
             table.add_row(a, *("" if a == b else "-" if wins[(a, b)] is None
