@@ -92,6 +92,16 @@ CPU_HEAP_SHARE = 0.4
 :data:`CPU_RUNTIME`, gatys at 3 iterations: 0.40, 0.40, 0.43 at 256, 512, 768 px; 0.61 at
 1024 px, where few blocks are that small (see bench/RESULTS.md)."""
 
+CPU_TILED_HEAP_SHARE = 1.3
+""":data:`CPU_HEAP_SHARE` for a tiled stage (:mod:`nstkit.memory_plan`), of one window's
+blocks: each step runs the extractor twice per tile (a no-grad pass for the whole image's
+statistics, then forward and backward), on windows of several shapes (the grid moves every
+step), and the heap keeps more of what they free. Measured (``bench/scaling.py``, Adam, gatys;
+the peak RSS less the plan's live bytes, which matched the peak measured with
+``MALLOC_MMAP_THRESHOLD_=131072`` within 2 %): 1.0-1.3 for 256 px tiles at 512-1024 px, 1.5
+and 1.7 for 512 px tiles at 768 and 1024 px; with 1.3 the tiled plans came out within 8 % of
+the peak, 384 px tiles (not fitted) included (bench/RESULTS.md)."""
+
 HEAP_BLOCK_LIMIT = 32 * MIB
 """glibc's largest mmap threshold on 64-bit Linux (``DEFAULT_MMAP_THRESHOLD_MAX``)."""
 
@@ -234,7 +244,8 @@ def estimate_memory(extractor: FeatureExtractor, layers: Sequence[str], height: 
                     iterations: int | None = None,
                     style_shape: tuple[int, int] | None = None,
                     device: str | torch.device | None = None,
-                    average: bool = False) -> MemoryEstimate:
+                    average: bool = False, heap_share: float = CPU_HEAP_SHARE
+                    ) -> MemoryEstimate:
     """Estimate the peak memory of stylising ``batch`` images of ``height x width`` pixels.
 
     Args:
@@ -253,6 +264,7 @@ def estimate_memory(extractor: FeatureExtractor, layers: Sequence[str], height: 
         device: where the job runs (``runtime`` and ``allocator`` are the CPU's); default the
             extractor's device.
         average: the job keeps a running average of the iterates (``ema``): one more image.
+        heap_share: the CPU heap's share of small blocks (``allocator``).
     """
     layers = [extractor.resolve(layer) for layer in layers]
     run = extractor.truncated(layers) if hasattr(extractor, "truncated") else extractor
@@ -278,7 +290,7 @@ def estimate_memory(extractor: FeatureExtractor, layers: Sequence[str], height: 
     runtime = allocator = 0
     if dev.type != "cuda":
         runtime = CPU_RUNTIME
-        allocator = round(CPU_HEAP_SHARE * sum(block for part in blocks.values() for block in part
+        allocator = round(heap_share * sum(block for part in blocks.values() for block in part
                                                if block < HEAP_BLOCK_LIMIT))
     vectors = optimizer_state_images(optimizer, optimizer_options, iterations) + average
     return MemoryEstimate(

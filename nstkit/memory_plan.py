@@ -1,7 +1,8 @@
 """A job's memory plan: whole or tiled, which tile, which L-BFGS history; checked before work.
 
 :func:`plan_memory` prices the full-size stage with :func:`nstkit.memory.estimate_memory`:
-whole, or per tile (one window's activations) plus what stays image-sized in a tiled stage (the
+whole, or per tile (one window's activations, and on the CPU the heap's larger share of them,
+:data:`nstkit.memory.CPU_TILED_HEAP_SHARE`) plus what stays image-sized in a tiled stage (the
 image, its gradient and the optimiser's state, the content and style images, the content
 features that positional terms compare against). ``tiling: auto`` picks the largest tile
 (with an overlap of an eighth of it) that fits the memory available, and, when even the
@@ -19,6 +20,7 @@ from typing import Any
 from nstkit.config import StylizeConfig, TilingConfig
 from nstkit.errors import NstkitError
 from nstkit.memory import (
+    CPU_TILED_HEAP_SHARE,
     MemoryEstimate,
     estimate_memory,
     format_bytes,
@@ -115,7 +117,7 @@ def _tiled_estimate(extractor: Any, layers: Sequence[str], positional_layers: Se
     window = estimate_memory(extractor, layers, min(side, height), min(side, width),
                              batch=batch, styles=0, precision=config.precision,
                              optimizer=config.optimizer.name, optimizer_options=options,
-                             average=config.ema is not None)
+                             average=config.ema is not None, heap_share=CPU_TILED_HEAP_SHARE)
     image = _image_bytes(height, width, batch)
     style_side = max(height, width) * config.style_scale
     style_image = 3 * 4 * round(style_side * style_side * min(height, width) / max(height, width))
@@ -127,7 +129,7 @@ def _tiled_estimate(extractor: Any, layers: Sequence[str], positional_layers: Se
     whole = dataclasses.replace(
         window, targets=stitched + 2 * image + style_image,  # content, original, style
         optimizer=image * (optimizer_state_images(config.optimizer.name, options)
-                           + (config.ema is not None)),
+                           + (config.ema is not None) + 1),  # + image.grad, filled per tile
         height=height, width=width)
     return whole, window
 

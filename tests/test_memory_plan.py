@@ -7,7 +7,12 @@ import torch
 
 import nstkit
 from nstkit.config import StylizeConfig, TilingConfig
-from nstkit.memory import estimate_memory, optimizer_state_images
+from nstkit.memory import (
+    CPU_HEAP_SHARE,
+    CPU_TILED_HEAP_SHARE,
+    estimate_memory,
+    optimizer_state_images,
+)
 from nstkit.memory_plan import MIN_HISTORY, MemoryPlanError, plan_memory, resolved
 from nstkit.testing import TinyExtractor, make_host, tiny_images
 
@@ -58,10 +63,22 @@ def test_tiled_memory_does_not_grow_with_activations(extractor):
     assert large.estimate.activations == small.estimate.activations
     image = 3 * 4 * (2048 ** 2 - 1024 ** 2)
     assert large.estimate.optimizer - small.estimate.optimizer == \
-        image * optimizer_state_images("adam")
+        image * (optimizer_state_images("adam") + 1)  # + the gradient, filled tile by tile
     whole = _plan(extractor, _config(optimizer={"name": "adam"}), 2048)
     assert large.needed < whole.needed / 3
     assert large.tiles > small.tiles > 1
+
+
+def test_tiled_windows_count_the_heap_at_the_tiled_share(extractor):
+    """A tiled stage's windows keep more of the CPU heap (measured: bench/scaling.py)."""
+    config = _config(tiling={"tile": 256, "overlap": 32}, optimizer={"name": "adam"})
+    plan = _plan(extractor, config, 1024)
+    assert plan.window is not None
+    window = estimate_memory(extractor, LAYERS, 256, 256, styles=0, optimizer="adam")
+    assert window.allocator > 0
+    assert plan.window.allocator == pytest.approx(
+        window.allocator * CPU_TILED_HEAP_SHARE / CPU_HEAP_SHARE, abs=2)
+    assert plan.estimate.allocator == plan.window.allocator
 
 
 def test_auto_without_pressure_runs_whole(extractor):
