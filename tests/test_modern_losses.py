@@ -30,7 +30,13 @@ from nstkit.losses import (
     sqrtm,
 )
 from nstkit.losses.quantiles import interpolate_quantiles, mixture_quantiles, quantile_levels
-from nstkit.losses.wasserstein import SQRTM_ITERATIONS, ieee_matmuls, sqrtm_eigh
+from nstkit.losses.wasserstein import (
+    ROOTS,
+    SQRTM_ITERATIONS,
+    ieee_matmuls,
+    sqrtm_eig,
+    sqrtm_eigh,
+)
 from nstkit.optimisation import WeightedTerm, WholeImage, compute_targets, feature_layers
 from nstkit.testing import TinyExtractor, check_loss, make_host, tiny_images
 from nstkit.tiling.evaluate import TiledImage
@@ -270,6 +276,48 @@ class TestSqrtm:
         torch.testing.assert_close(grad, expected, rtol=1e-7, atol=1e-9)
 
 
+# --- sqrtm_eig -----------------------------------------------------------------------------------
+class TestSqrtmEig:
+    @pytest.mark.parametrize(("n", "smallest", "rank"), [
+        (5, 1e-1, None), (32, 1e-6, None), (64, 1e-3, 40)])
+    def test_matches_the_exact_root(self, n: int, smallest: float, rank: int | None) -> None:
+        """Any spectrum, singular included (no iterations to resolve small eigenvalues)."""
+        matrix, exact = _psd_and_root(n, seed=n, smallest=smallest, rank=rank)
+        root = sqrtm_eig(matrix)
+        atol = 1e-12 if rank is None else 1e-7  # a zero eigenvalue's rounding: sqrt(u)
+        torch.testing.assert_close(root, exact, rtol=0, atol=atol)
+        torch.testing.assert_close(root, _scipy_sqrtm(matrix), rtol=0, atol=atol)
+
+    def test_half_precision_is_promoted(self) -> None:
+        matrix = _psd(16, seed=3, smallest=1e-2)
+        root = sqrtm_eig(matrix.to(torch.bfloat16))
+        assert root.dtype == torch.float32
+        torch.testing.assert_close(root.double(), _scipy_sqrtm(matrix), rtol=0, atol=3e-2)
+
+    def test_gradcheck(self) -> None:
+        matrix = _psd(5, seed=6, smallest=0.1).requires_grad_(True)
+        assert gradcheck(lambda a: sqrtm_eig((a + a.T) / 2), (matrix,))
+
+    def test_gradient_matches_newton_schulz(self) -> None:
+        """The Sylvester backward against autograd through the Newton-Schulz iterations
+        (converged at this spectrum), for a loss that is not a trace."""
+        matrix = _psd(12, seed=7, smallest=1e-2).requires_grad_(True)
+        weights = _randn(12, 12, seed=8)
+        grads = [torch.autograd.grad((root(matrix) * weights).sum(), matrix)[0]
+                 for root in (sqrtm_eig, lambda a: sqrtm(a, iterations=40))]
+        torch.testing.assert_close(grads[0], grads[1], rtol=1e-7, atol=1e-9)
+
+    def test_repeated_eigenvalues_have_a_finite_gradient(self) -> None:
+        """eigh's own backward divides by differences of eigenvalues; this one does not."""
+        matrix = (4 * torch.eye(6, dtype=torch.float64)).requires_grad_(True)
+        (grad,) = torch.autograd.grad(torch.trace(sqrtm_eig(matrix)), matrix)
+        torch.testing.assert_close(grad, torch.eye(6, dtype=torch.float64) / 4)
+
+    def test_rejects_non_square(self) -> None:
+        with pytest.raises(ValueError, match=r"\(\.\.\., n, n\)"):
+            sqrtm_eig(torch.zeros(3, 4))
+
+
 # --- gaussian_wasserstein ------------------------------------------------------------------------
 class TestGaussianWasserstein:
     def test_identical_gaussians_are_zero(self) -> None:
@@ -278,8 +326,11 @@ class TestGaussianWasserstein:
         mean = _randn(1, 12, seed=9)
         for smallest, iterations in ((1e-2, SQRTM_ITERATIONS), (1e-3, 40)):
             cov = _psd(12, seed=8, smallest=smallest)[None]
-            value = gaussian_wasserstein(mean, cov, mean, cov, iterations=iterations)
+            value = gaussian_wasserstein(mean, cov, mean, cov, root="newton_schulz",
+                                         iterations=iterations)
             assert abs(float(value)) < 1e-10
+        cov = _psd(12, seed=8, smallest=1e-5)[None]  # eigh: any spectrum
+        assert abs(float(gaussian_wasserstein(mean, cov, mean, cov))) < 1e-10
 
     def test_one_dimensional(self) -> None:
         value = gaussian_wasserstein(torch.tensor([[1.5]]), torch.tensor([[[4.0]]]),
@@ -393,7 +444,8 @@ class TestWassersteinLoss:
         torch.testing.assert_close(first, mean)
         torch.testing.assert_close(centred, cov)
 
-    def test_float32_on_realistic_512_channel_features(self) -> None:
+    @pytest.mark.parametrize("root", ROOTS)
+    def test_float32_on_realistic_512_channel_features(self, root: str) -> None:
         """relu5_1-like features (rank-deficient), the image's also far from the style's
         (mean 10 times larger: rounding in E[FF^T] - μμ^T is large): float32 stays finite and
         within 3e-3 of float64 (relative; the rounding ridge adds up to C · 32 u = 2e-3 of the
@@ -403,7 +455,7 @@ class TestWassersteinLoss:
                       _features(512, 144, rank=64, seed=16, offset=3.0, scale=10.0)):
             values = []
             for dtype in DTYPES:
-                term = WassersteinLoss(["a"])
+                term = WassersteinLoss(["a"], root=root)
                 term.prepare(_targets([{"a": style["a"].to(dtype)}]))
                 values.append(float(term(torch.zeros(1), {"a": image.to(dtype)})))
             assert math.isfinite(values[0])
@@ -425,9 +477,24 @@ class TestWassersteinLoss:
         feats = _randn(1, 3, 3, 4, seed=20).requires_grad_(True)
         assert gradcheck(lambda f: term(torch.zeros(1), {"a": f}), (feats,))
 
+    def test_roots_agree(self) -> None:
+        """eigh (default) and 40 Newton-Schulz iterations: the same value and gradient."""
+        style, image = _features(24, 60, seed=30), _features(24, 50, seed=31)
+        results = []
+        for root in ROOTS:
+            term = WassersteinLoss(["a"], root=root, iterations=40)
+            term.prepare(_targets([{"a": style}]))
+            feats = image.clone().requires_grad_(True)
+            value = term(torch.zeros(1), {"a": feats})
+            results.append((value, torch.autograd.grad(value, feats)[0]))
+        torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-8, atol=0)
+        torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-6, atol=1e-12)
+
     def test_options(self) -> None:
         with pytest.raises(ValueError, match="eps"):
             WassersteinLoss(eps=0)
+        with pytest.raises(ValueError, match="root must be one of eigh, newton_schulz"):
+            WassersteinLoss(root="svd")
         assert WassersteinLoss().layers == pytest.approx(
             {k: 0.2 for k in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")})
 

@@ -26,6 +26,7 @@ class WassersteinOptions(Options):
     style covariance's Frobenius norm."""
 
     eps: Positive = 1e-3
+    root: Literal["eigh", "newton_schulz"] = "eigh"  # how the matrix square roots are taken
     iterations: Annotated[int, Field(strict=True, ge=1, le=100)] = 20  # Newton-Schulz steps
 
 
