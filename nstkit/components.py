@@ -92,10 +92,17 @@ def build_extractor(host: PluginHost, name: str, device: torch.device,
     return _extractors[key]
 
 
-def build_terms(host: PluginHost, specs: Sequence[LossTermConfig | Mapping[str, Any]]
-                ) -> list[WeightedTerm]:
+def build_terms(host: PluginHost, specs: Sequence[LossTermConfig | Mapping[str, Any]],
+                strength: float = 1.0) -> list[WeightedTerm]:
     """Instantiate each loss term through its registered factory (weight 0 terms dropped);
-    a term's label is its ``label``, else its name (``name#2`` for a second one)."""
+    a term's label is its ``label``, else its name (``name#2`` for a second one). The weight
+    of every term that reads the style (:attr:`~nstkit.losses.LossTerm.reads_style`) is
+    multiplied by ``strength``.
+
+    Raises:
+        PluginError: a factory did not return a :class:`~nstkit.losses.LossTerm`, or, with a
+            ``strength`` other than 1, a term does not say whether it reads the style.
+    """
     terms, seen = [], {}
     for spec in specs:
         spec = spec if isinstance(spec, LossTermConfig) else LossTermConfig.model_validate(spec)
@@ -110,5 +117,17 @@ def build_terms(host: PluginHost, specs: Sequence[LossTermConfig | Mapping[str, 
         seen[spec.name] = seen.get(spec.name, 0) + 1
         count = seen[spec.name]
         label = spec.label or (spec.name if count == 1 else f"{spec.name}#{count}")
-        terms.append(WeightedTerm(label, float(spec.weight), module, entry.plugin))
+        weight = float(spec.weight) * _strength_factor(module, spec.name, entry.plugin, strength)
+        terms.append(WeightedTerm(label, weight, module, entry.plugin))
     return terms
+
+
+def _strength_factor(module: LossTerm, name: str, plugin: str, strength: float) -> float:
+    if strength == 1:
+        return 1.0
+    if module.reads_style is None:
+        raise PluginError(plugin, f"strength {strength:g} scales the terms that read the style, "
+                          f"but loss {name!r} ({type(module).__name__}) does not say whether "
+                          f"it does: set reads_style = True or False on the class, or use "
+                          f"strength 1 and scale its weight instead")
+    return strength if module.reads_style else 1.0

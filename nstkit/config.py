@@ -372,6 +372,10 @@ def default_losses() -> list[LossTermConfig]:
 class StylizeConfig(_Mapping):
     """Everything that decides a stylisation's result (Gatys et al. 2016 by default).
 
+    ``strength``: how strongly the style shows: every term that reads the style images
+    (:attr:`nstkit.losses.LossTerm.reads_style`) has its weight multiplied by it, relative to
+    the content and image terms; 1 is the recipe as written, 2 twice the style, 0.5 half.
+
     ``ema``: keep an exponential moving average of the iterates with this decay (crowsonkb's
     iterate averaging: 0.99) and make the average each stage's result; ``null`` (the default)
     keeps the last iterate. A key of its own, not an option of ``optimizer``, whose extra keys
@@ -392,6 +396,7 @@ class StylizeConfig(_Mapping):
     preserve_colour: PreserveColour | None = None
     optimizer: OptimizerConfig = Field(default_factory=lambda: OptimizerConfig(name="lbfgs"))
     ema: Annotated[Number, Field(gt=0, lt=1)] | None = None
+    strength: Annotated[Positive, Field(le=1e4)] = 1.0
     multiscale: MultiscaleConfig | None = None
     precision: Precision = "fp32"
     tiling: Tiling | None = None

@@ -326,7 +326,7 @@ def estimate_for_recipe(config: StylizeConfig, height: int, width: int, batch: i
         extractor = factory(**options)
     except TypeError:  # an extractor without a weights option
         extractor = factory(**config.extractor.options)
-    terms = build_terms(host, config.losses)
+    terms = build_terms(host, config.losses, config.strength)
     multiscale = config.multiscale and config.multiscale.stages(max(height, width))
     stages = stage_plan(config.iterations, multiscale)
     return estimate_memory(extractor, feature_layers(terms, extractor), height, width,

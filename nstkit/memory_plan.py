@@ -247,7 +247,7 @@ def plan_for_recipe(config: StylizeConfig, height: int, width: int, batch: int =
         extractor = factory(**{**config.extractor.options, "weights": "random"})
     except TypeError:  # an extractor without a weights option
         extractor = factory(**config.extractor.options)
-    terms = build_terms(host, config.losses)
+    terms = build_terms(host, config.losses, config.strength)
     layers = feature_layers(terms, extractor)
     positional = [layer for term in terms if not isinstance(term.module, StatisticLoss)
                   for layer in term.module.layers]

@@ -264,7 +264,7 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput],
     plan = stage_plan(config.iterations, _shares(config, original, content))
     style_images = [load_image(s) for s in styles_in]
     ext = built or build_extractor(host, config.extractor.name, dev, **config.extractor.options)
-    terms = build_terms(host, config.losses)
+    terms = build_terms(host, config.losses, config.strength)
     layers = feature_layers(terms, ext)
     run_ext = ext.truncated(layers) if layers and hasattr(ext, "truncated") else ext
     detail = bool(config.multiscale and config.multiscale.detail) and init is None \

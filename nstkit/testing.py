@@ -34,7 +34,7 @@ from torch import nn
 
 from nstkit.extractors import FeatureExtractor
 from nstkit.layers import vgg_aliases, vgg_layer_names
-from nstkit.losses.base import LayerSpec, LossTerm, Targets
+from nstkit.losses.base import STYLE_FIELDS, LayerSpec, LossTerm, Recording, Targets
 from nstkit.optimisation import compute_targets
 from nstkit.plugins import PluginHost
 from nstkit.result import StyleResult
@@ -323,10 +323,20 @@ def _test_image(targets: Targets) -> torch.Tensor:
     return (0.5 * content + 0.5 * noise).requires_grad_(True)
 
 
+def _check_reads_style(label: str, term: LossTerm, read: bool) -> None:
+    declared = type(term).reads_style
+    if declared is not None and declared != read:
+        did = "reads" if read else "does not read"
+        raise AssertionError(f"{label}: reads_style is {declared}, but prepare {did} the "
+                             f"style images or features; strength would scale it wrongly")
+
+
 def _check_loss_forward(label: str, term: LossTerm, extractor: FeatureExtractor,
                         targets: Targets) -> torch.Tensor:
     """prepare, forward twice, gradient; returns the float64-ready test image."""
-    _attempt(f"{label}: prepare(targets)", lambda: term.prepare(targets))
+    recording = Recording(targets)
+    _attempt(f"{label}: prepare(targets)", lambda: term.prepare(recording))  # type: ignore[arg-type]
+    _check_reads_style(label, term, bool(recording.read & STYLE_FIELDS))
     image = _test_image(targets)
     before = image.detach().clone()
     layers = list(term.layers)
@@ -377,7 +387,9 @@ def check_loss(
 
     The term is built as the registry does (``factory(layers=layers, **options)``), bound to
     the extractor's layer names and prepared with the targets of :func:`tiny_images` (``batch``
-    copies of the content, ``styles`` style images blended equally); then, in float32 and in
+    copies of the content, ``styles`` style images blended equally), and must read the style
+    images or features there exactly when its class declares ``reads_style = True`` (an
+    undeclared ``None`` passes: the term then refuses ``strength``); then, in float32 and in
     float64 on ``device``, ``forward`` must return a finite scalar tensor of the image's dtype
     and device that is differentiable with a finite, non-zero gradient, must not modify the
     image, and must give the same value twice. Last, ``torch.autograd.gradcheck`` compares

@@ -23,6 +23,7 @@ from nstkit.cli.options import (
     Seed,
     Sets,
     Size,
+    Strength,
     Style,
     overrides,
 )
@@ -53,6 +54,7 @@ def compare(
     size: Size = None,
     iterations: Iterations = None,
     seed: Seed = None,
+    strength: Strength = None,
     sets: Sets = None,
     judge_size: Annotated[int, typer.Option(
         min=16, help="Longest side at which outputs are judged.")] = 512,
@@ -73,7 +75,7 @@ def compare(
 
     try:
         variants = plan_variants(recipes, overrides(sets, size=size, iterations=iterations,
-                                                    seed=seed), sweep, load)
+                                                    seed=seed, strength=strength), sweep, load)
         contents = [p for path in content for p in find_images(path, recursive, "content", out)]
         styles = [p for path in style for p in find_images(path, recursive, "style", out)]
         missing = [str(path) for path in reuse or [] if not path.is_dir()]

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 CONFIG_KEYS = {"size": "size", "iterations": "optimizer.iterations", "seed": "seed",
-               "save_every": "output.save_every"}
+               "strength": "strength", "save_every": "output.save_every"}
 
 RecipeRef = Annotated[str, typer.Argument(help="A built-in recipe name or a YAML file.")]
 Content = Annotated[list[Path], typer.Option(help="Content image or folder (repeatable).")]
@@ -25,6 +25,9 @@ Size = Annotated[int | None, typer.Option(
 Iterations = Annotated[int | None, typer.Option(
     help="Optimiser steps (overrides the recipe's optimizer.iterations).")]
 Seed = Annotated[int | None, typer.Option(help="Random seed (overrides the recipe's seed).")]
+Strength = Annotated[float | None, typer.Option(
+    help="How strongly the style shows: multiplies every style term's weight (1: the recipe "
+         "as written, 2: twice the style, 0.5: half).")]
 SaveEvery = Annotated[int | None, typer.Option(
     min=0, help="Save intermediate images every N steps under OUT/steps/.")]
 Sets = Annotated[list[str] | None, typer.Option(

@@ -34,6 +34,7 @@ from nstkit.cli.options import (
     Seed,
     Sets,
     Size,
+    Strength,
     Style,
     overrides,
 )
@@ -62,6 +63,7 @@ def run(
     size: Size = None,
     iterations: Iterations = None,
     seed: Seed = None,
+    strength: Strength = None,
     sets: Sets = None,
     batch_size: Annotated[int, typer.Option(
         min=1, help="Same-size content images optimised together per style.")] = 1,
@@ -85,7 +87,7 @@ def run(
     from nstkit.runner.status import write_plan
 
     resolved = load(recipe, overrides(sets, size=size, iterations=iterations, seed=seed,
-                                      save_every=save_every))
+                                      strength=strength, save_every=save_every))
     check_device(device, engine)
     try:
         contents = [p for path in content for p in find_images(path, recursive, "content", out)]

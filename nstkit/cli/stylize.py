@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from nstkit.cli.common import console, err, fail, host, load
-from nstkit.cli.options import Device, Iterations, Seed, Sets, Size, overrides
+from nstkit.cli.options import Device, Iterations, Seed, Sets, Size, Strength, overrides
 from nstkit.errors import NstkitError
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ def stylize(
     size: Size = None,
     iterations: Iterations = None,
     seed: Seed = None,
+    strength: Strength = None,
     device: Device = "auto",
     sets: Sets = None,
     extractor: Annotated[str | None, typer.Option(help="Registered extractor name.")] = None,
@@ -63,7 +64,7 @@ def stylize(
     # strings quoted (JSON is YAML), so a file name such as "a #1.png" stays one string
     items = overrides([*(sets or []), *(f"{KEYS[key]}={json.dumps(value)}"
                                         for key, value in named.items() if value is not None)],
-                      size=size, iterations=iterations, seed=seed)
+                      size=size, iterations=iterations, seed=seed, strength=strength)
     resolved = load(recipe, items)
     if tv_weight:  # appended after the recipe's own terms
         count = len(resolved.config.losses)

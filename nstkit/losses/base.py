@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -32,6 +33,21 @@ class Targets:
     style_blend: list[float]
 
 
+class Recording:
+    """A :class:`Targets` that records which of its fields a term's ``prepare`` reads."""
+
+    def __init__(self, targets: Targets) -> None:
+        self._targets, self.read = targets, set[str]()
+
+    def __getattr__(self, name: str) -> Any:
+        self.read.add(name)
+        return getattr(self._targets, name)
+
+
+STYLE_FIELDS = frozenset({"style_features", "style_images"})
+"""The :class:`Targets` fields a term that reads the style reads."""
+
+
 def layer_weights(layers: LayerSpec, default: Sequence[str]) -> dict[str, float]:
     """Normalise a layer spec: ``None`` -> equal weights over ``default``; a list -> equal
     weights; a mapping -> taken as given."""
@@ -47,9 +63,14 @@ def layer_weights(layers: LayerSpec, default: Sequence[str]) -> dict[str, float]
 class LossTerm(nn.Module):
     """A loss term: reads extractor features (or the image) and returns a scalar.
 
-    Subclasses set ``default_layers`` (empty for image-space terms such as TV), may override
-    :meth:`prepare` to compute targets once per job and :meth:`start_step` to change with the
-    step, and implement :meth:`forward`.
+    Subclasses set ``default_layers`` (empty for image-space terms such as TV) and
+    ``reads_style``, may override :meth:`prepare` to compute targets once per job and
+    :meth:`start_step` to change with the step, and implement :meth:`forward`.
+
+    ``reads_style``: whether the term compares with the style images (its :meth:`prepare`
+    reads ``style_features`` or ``style_images``); ``strength`` scales the weights of those
+    that do. ``None`` (undeclared) works everywhere except with a ``strength`` other than 1.
+    :func:`nstkit.testing.check_loss` checks a declaration against what ``prepare`` reads.
 
     Args:
         layers: layer names (equal weights), a mapping of layer name to weight, or ``None``
@@ -57,6 +78,7 @@ class LossTerm(nn.Module):
     """
 
     default_layers: tuple[str, ...] = ()
+    reads_style: ClassVar[bool | None] = None
 
     def __init__(self, layers: LayerSpec = None) -> None:
         super().__init__()
@@ -108,6 +130,8 @@ class StatisticLoss(LossTerm):
     Subclasses implement :meth:`statistics`, :meth:`loss_from_means` and :meth:`set_targets`;
     :meth:`prepare` and :meth:`forward` follow from them.
     """
+
+    reads_style = True
 
     def statistics(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Per layer in ``self.layers``, the SUM over positions of the statistic, ``(B, ...)``."""

@@ -17,6 +17,8 @@ class ColourLoss(LossTerm):
         space: ``"ycbcr"`` (Cb, Cr; the default) or ``"lab"`` (a, b divided by 100).
     """
 
+    reads_style = False
+
     def __init__(self, layers: None = None, space: str = "ycbcr") -> None:
         if layers:
             raise ValueError(f"{type(self).__name__} reads the image, not extractor layers; "

@@ -30,6 +30,7 @@ class ContentLoss(LossTerm):
     """Feature reconstruction of the content image at one or more layers (default ``relu4_2``)."""
 
     default_layers = ("relu4_2",)
+    reads_style = False
 
     def __init__(self, layers: LayerSpec = None) -> None:
         super().__init__(layers)

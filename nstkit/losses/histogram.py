@@ -69,6 +69,7 @@ class HistogramLoss(LossTerm):
     """
 
     default_layers = HISTOGRAM_LAYERS
+    reads_style = True
 
     def __init__(self, layers: LayerSpec = None) -> None:
         super().__init__(layers)

@@ -92,6 +92,7 @@ class SlicedWassersteinLoss(LossTerm):
     """
 
     default_layers = SLICED_LAYERS
+    reads_style = True
 
     def __init__(self, layers: LayerSpec = None, projections: int | None = None,
                  seed: int = 0) -> None:

@@ -39,6 +39,8 @@ class TVLoss(LossTerm):
         anisotropic: use kornia's ``Σ|dx| + Σ|dy|`` (per pixel) instead; ``exponent`` unused.
     """
 
+    reads_style = False
+
     def __init__(self, layers: None = None, exponent: float = 2.0,
                  anisotropic: bool = False) -> None:
         if layers:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from nstkit.losses import StatisticLoss, Targets
+from nstkit.losses.base import Recording
 from nstkit.optimisation import WeightedTerm, extract
 from nstkit.tiling.grid import Tile, TileGrid, crop
 
@@ -74,17 +75,6 @@ class TileFeatures(Mapping[str, torch.Tensor]):
 
     def __len__(self) -> int:
         return len(self.whole)
-
-
-class Recording:
-    """A :class:`Targets` that records which of its fields a term's ``prepare`` reads."""
-
-    def __init__(self, targets: Targets) -> None:
-        self._targets, self.read = targets, set()
-
-    def __getattr__(self, name: str) -> Any:
-        self.read.add(name)
-        return getattr(self._targets, name)
 
 
 def tiled_targets(extractor: Any, content: torch.Tensor, styles: Sequence[torch.Tensor],

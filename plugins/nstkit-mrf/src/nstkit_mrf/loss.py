@@ -144,6 +144,7 @@ class MRFLoss(LossTerm):
     """
 
     default_layers = MRF_LAYERS
+    reads_style = True
 
     def __init__(self, layers: LayerSpec = None, patch_size: int = 3, style_stride: int = 1,
                  image_stride: int = 1, chunk_size: int = 1024) -> None:
