@@ -102,20 +102,25 @@ def compute_targets(extractor: FeatureExtractor, layers: Sequence[str], content:
         key = extractor_key if precision == "fp32" else (extractor_key, precision)
         return cache.features(run, key, layers, style)  # type: ignore[arg-type]
 
+    current = content  # the image being extracted, named in the error
     try:
         content_features = run(content, layers)
+        every_style = []
+        for current in styles:
+            every_style.append(style_features(current))
     except RuntimeError as exc:
         if "too small" not in str(exc):
             raise
-        h, w = content.shape[-2:]
-        raise ValueError(f"a {h}x{w} px image is too small for layer {layers[-1]!r} (its "
+        h, w = current.shape[-2:]
+        which = "image" if current is content else "style image"
+        raise ValueError(f"a {h}x{w} px {which} is too small for layer {layers[-1]!r} (its "
                          f"pooling leaves nothing); use a larger size or shallower layers"
                          ) from None
     return Targets(
         content_image=content,
         content_features=content_features,
         style_images=list(styles),
-        style_features=[style_features(style) for style in styles],
+        style_features=every_style,
         style_blend=list(blend),
     )
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 import nstkit
@@ -46,6 +47,18 @@ def test_a_full_size_too_small_names_the_file_and_the_size(small: Path, tiny: Pa
     message = str(info.value)
     assert message.startswith(f"{small}: a 10x16 px image is too small for layer 'relu5_1'")
     assert message.endswith("(asked for size 16)")
+
+
+def test_a_style_too_small_for_the_deepest_layer_is_named() -> None:
+    """The content fits, the (smaller) style does not: a ValueError, not torch's pooling
+    error (a coarse stage then skips, as it does for a content too small)."""
+    from nstkit.optimisation import compute_targets
+    from nstkit.testing import TinyExtractor
+
+    extractor = TinyExtractor()
+    with pytest.raises(ValueError, match=r"a 6x8 px style image is too small for layer"):
+        compute_targets(extractor, ["relu5_1"], torch.rand(1, 3, 64, 64), [torch.rand(1, 3, 6, 8)],
+                        [1.0])
 
 
 def test_stages_that_fit_are_all_run(small: Path, tiny: Path) -> None:

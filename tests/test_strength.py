@@ -125,3 +125,4 @@ def test_run_strength_is_recorded_and_resumes_by_it(tmp_path, run_tiny, records)
     assert "4 job(s) already done" in again.output
     assert run_tiny(out, "--strength", "0.5").exit_code == 0  # another strength: redone
     assert [r["recipe_data"]["strength"] for r in records(out)][4:] == [0.5] * 4
+
