@@ -102,6 +102,9 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {  # name -> (recipe, --set items
     "fast-w2-deep-light": ("fast", ["losses.1.name=wasserstein", "losses.1.weight=0.2206",
                                     "losses.1.layers={relu1_1: 256, relu2_1: 64, relu3_1: 16, "
                                     "relu4_1: 4, relu5_1: 1}"]),
+    "fast-w2-deep-light-x3": ("fast", ["losses.1.name=wasserstein", "losses.1.weight=0.6618",
+                                       "losses.1.layers={relu1_1: 256, relu2_1: 64, "
+                                       "relu3_1: 16, relu4_1: 4, relu5_1: 1}"]),
     # new directions every step: without a line search L-BFGS diverged (96 px, 12 steps)
     "fast-sliced": ("fast", ["losses.1.name=sliced_wasserstein",
                              "optimizer.line_search=strong_wolfe"]),
