@@ -134,10 +134,11 @@ class _EigSqrt(torch.autograd.Function):
 
 def sqrtm_eig(matrix: torch.Tensor) -> torch.Tensor:
     """Square root of symmetric positive semi-definite matrices by an eigendecomposition,
-    differentiable (the gradient solves a Sylvester equation in the eigenbasis, as
-    crowsonkb/style-transfer-pytorch does). Negative eigenvalues (rounding) are taken as 0.
-    Exact to the dtype's precision at any spectrum, unlike :func:`sqrtm`, and on the CPU about
-    ten times faster than it at 512 channels; on a GPU ``eigh`` is the slower of the two.
+    differentiable (the gradient solves a Sylvester equation in the eigenbasis; the same
+    construction crowsonkb/style-transfer-pytorch ships beside the Newton-Schulz root its W2
+    loss uses). Negative eigenvalues (rounding) are taken as 0. Exact to the dtype's precision
+    at any spectrum, unlike :func:`sqrtm`, and on the CPU about ten times faster than it at 512
+    channels (bench/wasserstein_root.py); on a GPU, not measured.
     Runs in float32 at least (half-precision inputs are promoted, no autocast or TF32) and
     returns that.
 
@@ -256,7 +257,7 @@ class WassersteinLoss(StatisticLoss):
         eps: the covariances' ridge relative to the style covariance's Frobenius norm
             (default ``1e-3``).
         root: ``"eigh"`` (default; :func:`sqrtm_eig`, exact, the faster on a CPU) or
-            ``"newton_schulz"`` (:func:`sqrtm`, only matrix products, the faster on a GPU).
+            ``"newton_schulz"`` (:func:`sqrtm`, only matrix products; may pay on a GPU).
         iterations: Newton-Schulz iterations (default :data:`SQRTM_ITERATIONS`).
     """
 
