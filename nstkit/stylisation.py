@@ -18,7 +18,7 @@ from nstkit.components import (
     resolve_device,
 )
 from nstkit.config import ExtractorConfig, LossTermConfig, StylizeConfig, TilingConfig
-from nstkit.config_overrides import apply_overrides
+from nstkit.config_overrides import GATYS_KEYS, apply_overrides
 from nstkit.errors import ConfigError, NstkitError
 from nstkit.extractors import FeatureExtractor
 from nstkit.image import ImageInput, load_image, resize_longest, resize_to
@@ -35,6 +35,7 @@ from nstkit.optimisation import (
     optimise,
 )
 from nstkit.plugins import PluginHost, get_host
+from nstkit.recipe import RECOMMENDED, load_recipe
 from nstkit.result import StyleResult
 from nstkit.tiling.evaluate import TiledImage
 from nstkit.tiling.stage import needs_tiles, tiled_stage
@@ -219,19 +220,32 @@ def _run_stages(job: _Job, plan: list[tuple[float, int]], original: torch.Tensor
     return image, history, stages
 
 
+def _base_config(config: StylizeConfig | None, overrides: Mapping[str, Any],
+                 host: PluginHost) -> StylizeConfig:
+    """The config the overrides apply to: ``config``, else the recommended recipe's, else
+    Gatys's when the overrides name loss terms (they are written against its terms)."""
+    if config is not None:
+        return config
+    if any(overrides.get(key) is not None for key in ("losses", *GATYS_KEYS)):
+        return StylizeConfig()
+    return load_recipe(RECOMMENDED, host=host).config
+
+
 def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput],
             config: StylizeConfig | None = None, *,
             style_blend: Sequence[float] | None = None,
             device: str | torch.device | None = None, host: PluginHost | None = None,
             job_name: str = "stylize", job_extra: Mapping[str, Any] | None = None,
             cache: StyleCache | None = None, **overrides: Any) -> StyleResult:
-    """Stylise ``content`` with ``style`` by optimising the image (Gatys et al. 2016).
+    """Stylise ``content`` with ``style`` by optimising the image (Gatys et al. 2016's method).
 
     Args:
         content: a path, PIL image or tensor ``(B, 3, H, W)`` / ``(3, H, W)``, RGB in ``[0, 1]``;
             a batch is optimised together (one loss, the mean over the batch).
         style: one style image or a list of them (blended by ``style_blend``).
-        config: what to do (a recipe's ``config``); default :class:`StylizeConfig` (Gatys).
+        config: what to do (a recipe's ``config``). Without one: the recommended recipe
+            (:data:`nstkit.recipe.RECOMMENDED`), or :class:`StylizeConfig` (Gatys et al.'s
+            terms) when ``losses`` or a Gatys shorthand (``style_weight``, ...) is given.
         style_blend: one weight per style image (normalised).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``; ``None`` picks CUDA when available.
         host: the plugin host (default: the process-wide one with installed plugins).
@@ -252,7 +266,7 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput],
     built = overrides.pop("extractor", None) if isinstance(overrides.get("extractor"),
                                                            FeatureExtractor) else None
     init = overrides.pop("init") if not isinstance(overrides.get("init", ""), str) else None
-    config = apply_overrides(StylizeConfig() if config is None else config, overrides, host,
+    config = apply_overrides(_base_config(config, overrides, host), overrides, host,
                              check_layers=built is None)  # a built extractor has its own
     dev = resolve_device(device)
     styles_in = list(style) if isinstance(style, (list, tuple)) else [style]

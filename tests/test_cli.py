@@ -53,6 +53,14 @@ def test_stylize_writes_the_image(tiny, tmp_path) -> None:
     assert load_image(out).shape == (1, 3, 22, 32)  # the content is 64 x 43
 
 
+def test_stylize_starts_from_the_recommended_recipe() -> None:
+    from nstkit.recommended import RECOMMENDED
+
+    result = runner.invoke(app, ["stylize", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert f"[default: {RECOMMENDED}]" in result.output
+
+
 def test_stylize_reports_a_missing_file(tmp_path) -> None:
     result = runner.invoke(app, ["stylize", str(tmp_path / "nope.jpg"), str(tmp_path / "s.jpg"),
                                  "--out", str(tmp_path / "o.png"), "--device", "cpu", "-q"])

@@ -193,7 +193,7 @@ def test_template_slurm_is_a_valid_script_running_its_shard(tiny: Path, tmp_path
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
     monkeypatch.setenv("NSTKIT_SHARD_COUNT", "3")
     planned = invoke("run", *args, "--dry-run")
-    assert "gatys: 1 to do, 0 done" in planned.output
+    assert "fast-wasserstein: 1 to do, 0 done" in planned.output  # the recommended recipe
 
 
 def test_template_k8s_is_an_indexed_job_running_its_shard(tiny: Path, tmp_path: Path,

@@ -10,7 +10,10 @@ import torch
 import nstkit
 from nstkit.image import load_image
 from nstkit.plugins import PluginHost
+from nstkit.recipe import RECOMMENDED, load_recipe
 from nstkit.testing import TinyExtractor, make_host
+
+GATYS = nstkit.StylizeConfig()  # the paper's terms, for the tests written against them
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +38,8 @@ def test_content_reconstruction_from_relu2_1_reaches_20_db(pair) -> None:
 
 
 @pytest.mark.slow
-def test_full_stylisation_lowers_the_loss_tenfold(pair) -> None:
-    result = nstkit.stylize(*pair, size=64, iterations=100, seed=0, device="cpu")
+def test_full_gatys_stylisation_lowers_the_loss_tenfold(pair) -> None:
+    result = nstkit.stylize(*pair, GATYS, size=64, iterations=100, seed=0, device="cpu")
     total = result.history["total"]
     assert total[-1] < total[0] / 10
     assert set(result.history) == {"content", "gram", "total"}
@@ -46,8 +49,31 @@ def test_full_stylisation_lowers_the_loss_tenfold(pair) -> None:
 
 
 @pytest.mark.slow
+def test_without_a_recipe_stylize_runs_the_recommended_one(pair) -> None:
+    result = nstkit.stylize(*pair, size=128, iterations=8, seed=0, device="cpu")
+    recommended = load_recipe(RECOMMENDED).config
+    assert RECOMMENDED == "fast-wasserstein"
+    assert [(t.name, t.weight, t.layers) for t in result.config.losses] == [
+        (t.name, t.weight, t.layers) for t in recommended.losses]
+    assert result.config.multiscale == recommended.multiscale
+    assert (result.config.size, result.config.iterations) == (128, 8)
+    assert set(result.history) == {"content", "wasserstein", "total"}
+    assert [scale for scale, _ in result.stages] == [0.25, 0.5, 1.0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("given", [{"style_weight": 1e3}, {"losses": [{"name": "content"},
+                                                                      {"name": "gram"}]}])
+def test_loss_keywords_without_a_recipe_start_from_gatys(pair, given) -> None:
+    result = nstkit.stylize(*pair, size=32, iterations=2, seed=0, device="cpu", **given)
+    assert set(result.history) == {"content", "gram", "total"}
+    assert result.config.multiscale == GATYS.multiscale
+    assert [scale for scale, _ in result.stages] == [1.0]
+
+
+@pytest.mark.slow
 def test_result_carries_image_history_timing_and_device(pair, tmp_path) -> None:
-    result = nstkit.stylize(*pair, size=48, iterations=3, seed=0, device="cpu")
+    result = nstkit.stylize(*pair, GATYS, size=48, iterations=3, seed=0, device="cpu")
     assert result.image.shape == (1, 3, 32, 48)  # the content's 3:2, longest side 48
     assert result.image.min() >= 0
     assert result.image.max() <= 1
@@ -65,7 +91,7 @@ def test_result_carries_image_history_timing_and_device(pair, tmp_path) -> None:
 
 @pytest.mark.slow
 def test_same_seed_same_image(pair) -> None:
-    kwargs = dict(size=32, iterations=3, init="noise", device="cpu")
+    kwargs = dict(config=GATYS, size=32, iterations=3, init="noise", device="cpu")
     a = nstkit.stylize(*pair, seed=1, **kwargs).image
     b = nstkit.stylize(*pair, seed=1, **kwargs).image
     c = nstkit.stylize(*pair, seed=2, **kwargs).image
@@ -76,7 +102,7 @@ def test_same_seed_same_image(pair) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(("optimizer", "options"), [("adam", {"lr": 0.02}), ("sgd", {"lr": 1e-8})])
 def test_first_order_optimisers_reduce_the_loss(pair, optimizer, options) -> None:
-    result = nstkit.stylize(*pair, size=32, iterations=20, seed=0, init="noise",
+    result = nstkit.stylize(*pair, GATYS, size=32, iterations=20, seed=0, init="noise",
                             optimizer=optimizer, optimizer_options=options, device="cpu")
     assert result.history["total"][-1] < 0.8 * result.history["total"][0]
 
@@ -84,7 +110,8 @@ def test_first_order_optimisers_reduce_the_loss(pair, optimizer, options) -> Non
 def test_blended_styles_and_a_batch_of_contents(tiny) -> None:
     contents = torch.cat([load_image(p) for p in sorted((tiny / "content").glob("*.png"))])
     styles = sorted((tiny / "style").glob("*.png"))
-    result = nstkit.stylize(contents, styles, style_blend=[0.7, 0.3], size=None, iterations=2,
+    result = nstkit.stylize(contents, styles, GATYS, style_blend=[0.7, 0.3], size=None,
+                            iterations=2,
                             extractor="vgg16", weights="random", pooling="avg",
                             optimizer="adam", device="cpu")
     assert result.image.shape == (2, 3, 43, 64)
@@ -134,7 +161,8 @@ def test_style_features_are_computed_once_per_style_and_size(pair) -> None:
 
     content, style = pair
     cache = StyleCache()
-    common = {"size": 32, "iterations": 1, "seed": 0, "weights": "random", "cache": cache}
+    common = {"config": GATYS, "size": 32, "iterations": 1, "seed": 0, "weights": "random",
+              "cache": cache}
     first = nstkit.stylize(content, style, **common)
     second = nstkit.stylize(content, style, **common)
     assert (cache.misses, cache.hits) == (1, 1)
@@ -209,7 +237,7 @@ def test_bf16_autocast_runs_and_stays_close_to_fp32(pair) -> None:
     from nstkit.extractors.vgg import VGGExtractor
     from nstkit.optimisation import extract
 
-    kwargs = dict(size=48, iterations=10, seed=0, device="cpu")
+    kwargs = dict(config=GATYS, size=48, iterations=10, seed=0, device="cpu")
     full = nstkit.stylize(*pair, **kwargs)
     half = nstkit.stylize(*pair, precision="bf16", **kwargs)
     assert half.settings["precision"] == "bf16"

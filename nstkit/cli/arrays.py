@@ -15,6 +15,7 @@ from rich.table import Table
 
 from nstkit.cli.common import console, fail
 from nstkit.errors import NstkitError
+from nstkit.recommended import RECOMMENDED
 
 
 def register(app: typer.Typer) -> None:
@@ -78,7 +79,7 @@ TEMPLATES = {Scheduler.slurm: "slurm.sh", Scheduler.k8s: "k8s.yaml"}
 
 def template(
     scheduler: Annotated[Scheduler, typer.Argument(help="slurm | k8s")],
-    recipe: Annotated[str, typer.Option(help="Recipe to run.")] = "gatys",
+    recipe: Annotated[str, typer.Option(help="Recipe to run.")] = RECOMMENDED,
     content: Annotated[str, typer.Option(help="Content folder, as the jobs see it.")]
     = "/data/photos",
     style: Annotated[str, typer.Option(help="Style folder, as the jobs see it.")]

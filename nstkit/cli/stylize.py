@@ -12,6 +12,7 @@ import typer
 from nstkit.cli.common import console, err, fail, host, load
 from nstkit.cli.options import Device, Iterations, Seed, Sets, Size, Strength, overrides
 from nstkit.errors import NstkitError
+from nstkit.recommended import RECOMMENDED
 
 if TYPE_CHECKING:
     from nstkit.recipe import Recipe
@@ -32,7 +33,7 @@ def stylize(
     content: Annotated[Path, typer.Argument(help="Content image.")],
     style: Annotated[list[Path], typer.Argument(help="One or more style images.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output image file.")],
-    recipe: Annotated[str, typer.Option(help="Recipe to start from.")] = "gatys",
+    recipe: Annotated[str, typer.Option(help="Recipe to start from.")] = RECOMMENDED,
     size: Size = None,
     iterations: Iterations = None,
     seed: Seed = None,
@@ -55,8 +56,8 @@ def stylize(
 ) -> None:
     """Stylise one CONTENT image with STYLE image(s) and write the result to --out.
 
-    Every option is an override of a key of --recipe (default gatys); --content-weight and
-    --style-weight are the weights of its first and second loss terms.
+    Every option is an override of a key of --recipe (default: the recommended recipe);
+    --content-weight and --style-weight are the weights of its first and second loss terms.
     """
     named = {"extractor": extractor, "pooling": pooling, "weights": weights,
              "optimizer": optimizer, "content_weight": content_weight,

@@ -2,5 +2,6 @@
 
 from nstkit.recipe.loader import builtin_recipes, load_recipe, parse_set
 from nstkit.recipe.model import Recipe
+from nstkit.recommended import RECOMMENDED
 
-__all__ = ["Recipe", "builtin_recipes", "load_recipe", "parse_set"]
+__all__ = ["RECOMMENDED", "Recipe", "builtin_recipes", "load_recipe", "parse_set"]
