@@ -16,6 +16,8 @@ class JobInfo:
         device: the torch device the job runs on, e.g. ``"cpu"`` or ``"cuda:0"``.
         size: ``(H, W)`` of the generated image.
         extra: free-form details (recipe name, input paths) for loggers.
+        stages: the ``(scale, steps)`` plan of a multiscale job, steps adding up to
+            ``iterations`` (empty: every step at full size).
     """
 
     name: str
@@ -23,3 +25,4 @@ class JobInfo:
     device: str
     size: tuple[int, int]
     extra: dict[str, Any] = field(default_factory=dict)
+    stages: tuple[tuple[float, int], ...] = ()

@@ -284,7 +284,7 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput],
     detail = bool(config.multiscale and config.multiscale.detail) and init is None \
         and config.init == "content"
     info = JobInfo(job_name, config.iterations, str(dev), tuple(original.shape[-2:]),
-                   dict(job_extra or {}))
+                   dict(job_extra or {}), tuple(plan))
     config = _planned(config, run_ext, layers, terms, original, dev, content)
     tiling = config.tiling if isinstance(config.tiling, TilingConfig) else None
     job = _Job(host, info, config, dev, run_ext, ext, layers, terms, cache, blend, detail,

@@ -221,14 +221,14 @@ def test_the_progress_relay_sends_every_step_in_batches() -> None:
     sent: list[tuple] = []
     relay = ProgressRelay(sent.append, every=3600)  # only the last step flushes
     job = JobInfo("a.png", 3, "cpu", (8, 8), {"outputs": ["a.png", "b.png"], "recipe": "g",
-                                               "other": object()})
+                                               "other": object()}, ((0.5, 2), (1.0, 1)))
     relay.on_job_start(job)
     for step in (1, 2, 3):
         relay.on_step(job, step, {"total": 10.0 - step})
     relay.on_job_end(job)  # nothing left to send
     start, steps = sent
     assert start == ("start", "a.png", 3, "cpu", (8, 8),
-                     {"outputs": ["a.png", "b.png"], "recipe": "g"})
+                     {"outputs": ["a.png", "b.png"], "recipe": "g"}, ((0.5, 2), (1.0, 1)))
     assert steps[:2] == ("steps", "a.png")
     assert [(step, losses) for step, _, losses in steps[2]] == [
         (1, {"total": 9.0}), (2, {"total": 8.0}), (3, {"total": 7.0})]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nstkit import stylize
+from nstkit import StylizeConfig, stylize
 from nstkit.image import load_image
 from nstkit.losses import ColourLoss, ContentLoss, GramLoss, ShiftedGramLoss, Targets, TVLoss
 from nstkit.optimisation import WeightedTerm, WholeImage, compute_targets, feature_layers
@@ -261,8 +261,8 @@ def test_tiled_result_has_no_visible_seams():
     same lines: the photo's own structure)."""
     content = load_image(samples_dir() / "content" / "chelsea.jpg")
     style = load_image(samples_dir() / "style" / "starry_night.jpg")
-    result = stylize(content, style, size=192, iterations=10, optimizer="adam",
-                     tiling={"tile": 128, "overlap": 32}, device="cpu")
+    result = stylize(content, style, StylizeConfig(), size=192, iterations=10,
+                     optimizer="adam", tiling={"tile": 128, "overlap": 32}, device="cpu")
     h, w = result.image.shape[-2:]
     rows, cols = TileGrid(h, w, 128, 32, 16).borders()
     assert rows

@@ -178,6 +178,7 @@ def _run(recipe: Recipe, jobs: list[Job], options: RunOptions, overwrite: bool,
     from nstkit.executors import RunRequest
     from nstkit.runner.display import BatchDisplay
     from nstkit.runner.execute import InputHashes, split_done, write_summary
+    from nstkit.runner.gallery import write_gallery
 
     plugins, out = host(), options.out
     todo, done = split_done(jobs, recipe, out, overwrite, InputHashes())
@@ -188,6 +189,7 @@ def _run(recipe: Recipe, jobs: list[Job], options: RunOptions, overwrite: bool,
         summary = executor.run(RunRequest(recipe, todo, options, plugins, lambda o: (
             display.job_finished(o.job.output, o.status, o.seconds, o.error or "")), display))
         write_summary(out, summary, len(done), options.shard)
+        gallery = write_gallery(out)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except NstkitError as exc:
@@ -200,6 +202,7 @@ def _run(recipe: Recipe, jobs: list[Job], options: RunOptions, overwrite: bool,
         display.close()
         plugins.remove("nstkit.runner.display")
     _print_summary(summary, len(todo), len(done), out, options.shard)
+    console.print(f"gallery: {gallery}", highlight=False)
     raise typer.Exit(summary.exit_code)
 
 

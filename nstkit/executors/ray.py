@@ -291,8 +291,8 @@ class _Driver:
             return
         for event in self.progress.get_nowait_batch(self.progress.qsize()):
             if event[0] == "start":
-                _, name, iterations, device, size, extra = event
-                self.infos[name] = JobInfo(name, iterations, device, size, extra)
+                _, name, iterations, device, size, extra, stages = event
+                self.infos[name] = JobInfo(name, iterations, device, size, extra, stages)
                 sink.job_started(self.infos[name])
             elif event[0] == "steps" and event[1] in self.infos:
                 for step, seconds, losses in event[2]:

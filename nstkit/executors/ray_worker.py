@@ -32,10 +32,10 @@ class ProgressRelay:
     """A worker-side plugin that sends job starts and every step to the driver through
     ``send`` (nowhere while it is ``None``).
 
-    A start goes at once: ``("start", name, iterations, device, size, extra)`` (``extra``:
-    the job's ``outputs`` and ``recipe``). Steps go in batches, at most every ``every``
-    seconds and when the job ends: ``("steps", name, [(step, seconds, losses), ...])``, the
-    seconds measured here since the job started.
+    A start goes at once: ``("start", name, iterations, device, size, extra, stages)``
+    (``extra``: the job's ``outputs`` and ``recipe``; ``stages``: its plan). Steps go in
+    batches, at most every ``every`` seconds and when the job ends: ``("steps", name,
+    [(step, seconds, losses), ...])``, the seconds measured here since the job started.
     """
 
     def __init__(self, send: Send | None = None, every: float = 0.25) -> None:
@@ -49,7 +49,8 @@ class ProgressRelay:
         self.started = self.sent = time.monotonic()
         if self.send is not None:
             extra = {key: job.extra[key] for key in ("outputs", "recipe") if key in job.extra}
-            self.send(("start", job.name, job.iterations, job.device, tuple(job.size), extra))
+            self.send(("start", job.name, job.iterations, job.device, tuple(job.size), extra,
+                       tuple(job.stages)))
 
     @hookimpl
     def on_step(self, job: JobInfo, step: int, losses: Mapping[str, float]) -> None:

@@ -6,19 +6,24 @@ import time
 from collections.abc import Mapping
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from nstkit.eta import JobClock, StepCosts
 from nstkit.hookspecs import hookimpl
 from nstkit.job import JobInfo
 from nstkit.progress import describe_step
+
+# a job bar's length: its expected time in thousandths (steps weigh what they cost)
+WORK = 1000
+
+
+def clock_text(seconds: float | None) -> str:
+    """``"eta 1:02:03"``, ``"eta 4:05"``, or ``"eta -:--"`` while unknown."""
+    if seconds is None:
+        return "eta -:--"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"eta {hours}:{minutes:02d}:{secs:02d}" if hours else f"eta {minutes}:{secs:02d}"
 
 
 class BatchDisplay:
@@ -33,29 +38,37 @@ class BatchDisplay:
     def __init__(self, console: Console, live: bool) -> None:
         self.console, self.live = console, live
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=console, disable=not live,
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]}"), console=console, disable=not live,
         )
         self.overall: TaskID | None = None
-        self.job_tasks: dict[str, tuple[TaskID, float]] = {}  # job name -> (bar, start time)
+        # job name -> (bar, start time, clock); the step costs are shared by all the jobs
+        self.job_tasks: dict[str, tuple[TaskID, float, JobClock]] = {}
+        self.costs = StepCosts()
         self.total = self.finished = 0
+        self.started = time.perf_counter()
 
     def start(self, total: int, skipped: int) -> None:
         self.total = total
         if skipped:
             self.console.print(f"{skipped} job(s) already done (resuming; --overwrite redoes "
                                f"them)")
+        self.started = time.perf_counter()
         if self.live:
             self.progress.start()
-            self.overall = self.progress.add_task("jobs", total=total, info="")
+            self.overall = self.progress.add_task("jobs", total=total, info="",
+                                                  count=f"0/{total}", eta="")
 
     def job_finished(self, name: str, status: str, seconds: float, detail: str = "",
                      label: str | None = None) -> None:
         """One line for the job ``name`` (its bar removed), shown as ``label`` if given."""
         self.finished += 1
         if self.overall is not None:
-            self.progress.update(self.overall, advance=1)
+            spent = time.perf_counter() - self.started
+            self.progress.update(self.overall, advance=1, count=f"{self.finished}/{self.total}",
+                                 eta=clock_text(spent / self.finished
+                                                * (self.total - self.finished)))
         if name in self.job_tasks:
             self.progress.remove_task(self.job_tasks.pop(name)[0])
         line = f"[{self.finished}/{self.total}] {label or name}: {status} in {seconds:.1f} s"
@@ -69,7 +82,7 @@ class BatchDisplay:
     @hookimpl
     def on_job_start(self, job: JobInfo) -> None:
         """A job in this process: the previous one has ended (finished, failed or not)."""
-        for task, _ in self.job_tasks.values():
+        for task, *_ in self.job_tasks.values():
             self.progress.remove_task(task)
         self.job_tasks.clear()
         self.job_started(job)
@@ -84,12 +97,23 @@ class BatchDisplay:
             return
         if job.name in self.job_tasks:  # a retry of the same job
             self.progress.remove_task(self.job_tasks.pop(job.name)[0])
-        task = self.progress.add_task(job.name, total=job.iterations, info="")
-        self.job_tasks[job.name] = (task, time.perf_counter())
+        task = self.progress.add_task(job.name, total=WORK, info="",
+                                      count=f"0/{job.iterations}", eta=clock_text(None))
+        clock = JobClock(job.stages or ((1.0, job.iterations),), job.size, self.costs, 0.0)
+        self.job_tasks[job.name] = (task, time.perf_counter(), clock)
 
     def job_step(self, job: JobInfo, step: int, losses: Mapping[str, float]) -> None:
+        if job.name in self.job_tasks:
+            self.job_step_at(job, step, losses, time.perf_counter() - self.job_tasks[job.name][1])
+
+    def job_step_at(self, job: JobInfo, step: int, losses: Mapping[str, float],
+                    seconds: float) -> None:
+        """Step ``step`` of ``job`` reached ``seconds`` after it started."""
         if job.name not in self.job_tasks:
             return
-        task, started = self.job_tasks[job.name]
-        text, speed = describe_step(losses, step, time.perf_counter() - started)
-        self.progress.update(task, completed=step, info=f"{text}  {speed}")
+        task, _, clock = self.job_tasks[job.name]
+        while clock.done < step:
+            clock.step(seconds)
+        text, speed = describe_step(losses, step, seconds)
+        self.progress.update(task, completed=WORK * clock.fraction(), info=f"{text}  {speed}",
+                             count=f"{step}/{job.iterations}", eta=clock_text(clock.remaining()))
