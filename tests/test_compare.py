@@ -32,7 +32,8 @@ from nstkit.runner.plan import Job, plan_jobs
 
 runner = CliRunner()
 FAST = ["--size", "32", "--iterations", "2", "--judge-size", "32", "--thumb", "48", "--quiet"]
-FILES = ("grid.png", "losses.png", "results.csv", "results.json", "report.html")
+FILES = ("grid.png", "losses.png", "tradeoff.png", "results.csv", "results.json",
+         "report.html")
 
 
 def compare(tiny: Path, out: Path, *args: str, content: Path | None = None):
@@ -121,7 +122,7 @@ def test_compare_two_recipes_writes_every_file(compared: tuple[Path, str]) -> No
     assert curve.losses["total"][-1] < curve.losses["total"][0]
     assert curve.losses["total"][-1] == pytest.approx(rows[0]["loss:total"])
     page = (out / "report.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 2
+    assert page.count('src="data:image/png;base64,') == 3  # grid, trade-off, losses
     assert "shifted_gram" in page  # improved's resolved YAML
     assert "per variant" in output
     assert "improved" in output
@@ -250,9 +251,8 @@ def test_report_renders_in_headless_chromium(compared: tuple[Path, str], tmp_pat
     probe.write_text((out / "report.html").read_text().replace("</body>", PROBE + "</body>"))
     dom = headless(tmp_path, "--dump-dom", "--virtual-time-budget=5000", probe.as_uri()).stdout
     sizes = dict(re.findall(r"(\w+):(\d+x\d+)", re.search(r'data-natural="([^"]*)"', dom)[1]))
-    grid, losses = Image.open(out / "grid.png"), Image.open(out / "losses.png")
-    assert sizes == {"grid": f"{grid.width}x{grid.height}",
-                     "losses": f"{losses.width}x{losses.height}"}
+    assert sizes == {name: "{}x{}".format(*Image.open(out / f"{name}.png").size)
+                     for name in ("grid", "tradeoff", "losses")}
 
 
 PROBE = """<script>
@@ -384,8 +384,19 @@ def scores(content: float, style: float, **others: float) -> Scores:
     return Scores(**values)
 
 
-def test_compare_files_have_every_judged_distance_and_the_ranks(tmp_path: Path) -> None:
+def test_compare_files_have_every_judged_distance_and_the_ranks(tmp_path: Path,
+                                                                monkeypatch) -> None:
     """publish() on hand-made entries and scores: no recipe runs, no network."""
+    import importlib
+
+    from nstkit.compare.tradeoff import tradeoff_figure
+
+    publishing = importlib.import_module("nstkit.compare.publish")
+
+    plotted = []
+    real = publishing.tradeoff_png
+    monkeypatch.setattr(publishing, "tradeoff_png", lambda rows, sweeps: (
+        plotted.append(tradeoff_figure(rows, sweeps)), real(rows, sweeps))[1])
     images = tmp_path / "in"
     images.mkdir()
     for name, colour in (("c.png", (200, 10, 10)), ("s.png", (10, 10, 200))):
@@ -433,6 +444,45 @@ def test_compare_files_have_every_judged_distance_and_the_ranks(tmp_path: Path) 
     for text in ("Pareto rank", "mean 1-SSIM", "mean palette ΔE", "sliced W2", 'id="pairwise"'):
         assert text in page
     assert Image.open(paths["grid"]).size == (8 + 5 * (48 + 8), 18 + 8 + 48 + 2 * 18 + 8)
+    assert Image.open(paths["tradeoff"]).size == (700, 550)
+    assert artists(plotted[0], "jobs:") == {  # the figure's points are results.json's
+        row["variant"]: [(row["judged_content"], row["judged_style"])] for row in data["rows"]}
+    assert 'id="tradeoff"' in page
+
+
+def artists(figure, prefix: str) -> dict[str, list[tuple[float, float]]]:
+    """The data of the figure's scatters and lines whose gid starts with ``prefix``."""
+    axis = figure.axes[0]
+    found = {}
+    for artist in [*axis.collections, *axis.lines]:
+        gid = artist.get_gid() or ""
+        if gid.startswith(prefix):
+            data = (artist.get_offsets() if hasattr(artist, "get_offsets")
+                    else list(zip(*artist.get_data(), strict=True)))
+            found[gid.removeprefix(prefix)] = [tuple(map(float, xy)) for xy in data]
+    return found
+
+
+def test_tradeoff_points_are_the_judged_rows_and_the_front_the_undominated_means() -> None:
+    from nstkit.compare.tradeoff import tradeoff_figure
+
+    def row(variant, content, x, y):
+        return {"variant": variant, "content": content, "style": "s.png",
+                "judged_content": x, "judged_style": y}
+
+    rows = [row("fast strength=0.5", "a", 0.2, 0.6), row("fast strength=0.5", "b", 0.4, 0.8),
+            row("fast strength=2", "a", 0.6, 0.3), row("fast strength=2", "b", 0.8, 0.5),
+            row("gatys", "a", 0.9, 0.9), row("gatys", "b", None, None)]
+    figure = tradeoff_figure(rows, [["fast strength=0.5", "fast strength=2"]])
+    assert artists(figure, "jobs:") == {"fast strength=0.5": [(0.2, 0.6), (0.4, 0.8)],
+                                        "fast strength=2": [(0.6, 0.3), (0.8, 0.5)],
+                                        "gatys": [(0.9, 0.9)]}
+    assert artists(figure, "mean:") == {"fast strength=0.5": [pytest.approx((0.3, 0.7))],
+                                        "fast strength=2": [pytest.approx((0.7, 0.4))],
+                                        "gatys": [(0.9, 0.9)]}
+    assert artists(figure, "front")[""] == [pytest.approx((0.3, 0.7)), pytest.approx((0.7, 0.4))]
+    assert artists(figure, "sweep:")["fast strength=0.5"] == [pytest.approx((0.3, 0.7)),
+                                                             pytest.approx((0.7, 0.4))]
 
 
 def test_the_summary_ranks_only_judged_variants() -> None:

@@ -156,7 +156,7 @@ def test_the_display_shows_remote_jobs_side_by_side() -> None:
     from rich.console import Console
 
     from nstkit.job import JobInfo
-    from nstkit.runner.display import BatchDisplay
+    from nstkit.runner.display import WORK, BatchDisplay
 
     display = BatchDisplay(Console(file=StringIO(), force_terminal=True), live=True)
     display.start(3, 0)
@@ -166,7 +166,8 @@ def test_the_display_shows_remote_jobs_side_by_side() -> None:
     display.job_step(a, 2, {"total": 1.0})
     assert set(display.job_tasks) == {"a.png", "b.png"}
     [task] = [t for t in display.progress.tasks if t.description == "a.png"]
-    assert task.completed == 2
+    assert task.fields["count"] == "2/4"
+    assert task.completed == WORK / 2  # steps of one size weigh the same
     display.job_finished("a.png", "done", 1.0)
     assert set(display.job_tasks) == {"b.png"}
     display.on_job_start(c)  # a local job: the one before it has ended

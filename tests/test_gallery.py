@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from hashlib import sha256
 import shutil
+from hashlib import sha256
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -61,7 +61,8 @@ def test_every_record_of_every_shard_is_shown_with_its_details(tmp_path: Path) -
     assert "gram 2.5e+04" in page
     assert "2 failed" in page
     assert "OSError: truncated &lt;image&gt;" in page  # escaped
-    assert page.count("<h2>c0.jpg") == 1 and page.count("<h2>s1.jpg") == 1
+    assert page.count("<h2>c0.jpg") == 1
+    assert page.count("<h2>s1.jpg") == 1
 
 
 def test_thumbnails_are_written_once_and_small(tmp_path: Path) -> None:
@@ -104,6 +105,10 @@ def test_nstkit_run_writes_the_gallery_with_failed_jobs(tmp_path: Path, tiny: Pa
     assert page.count("<figure>") == 2 * 2
     assert "broken__starry_night__gatys.png" in page.split("failed</h2>")[1]
     check_in_chromium(out, tmp_path, figures=4)
+    (out / GALLERY).unlink()
+    rebuilt = invoke("status", out, "--gallery")
+    assert f"gallery: {out / GALLERY}" in rebuilt.output
+    assert (out / GALLERY).read_text() == page
 
 
 def check_in_chromium(out: Path, tmp_path: Path, figures: int) -> None:
@@ -119,7 +124,8 @@ def check_in_chromium(out: Path, tmp_path: Path, figures: int) -> None:
     assert len(links) == figures
     for link in links:
         target = Path(unquote(link.removeprefix("file://")))
-        assert target.is_file() and target.parent == out.resolve()
+        assert target.is_file()
+        assert target.parent == out.resolve()
     for thumb in re.findall(r'<img src="([^"]+)"', dom):
         assert (out / thumb).is_file()
 

@@ -28,31 +28,41 @@ def status(
     verify: Annotated[bool, typer.Option(
         help="Also check each done output's sha256 against its record.")] = False,
     show: Annotated[int, typer.Option(help="List at most this many unfinished jobs.")] = 20,
+    gallery: Annotated[bool, typer.Option(
+        help="Also rebuild OUT/index.html from every manifest.")] = False,
 ) -> None:
-    """Merge OUT's per-shard manifests: done, failed and missing jobs, and which shards to
-    resubmit.
+    """Merge OUT's per-shard manifests and claims: done, failed, running and missing jobs
+    (running: the host, pid and age of the worker's claim; stale claims too), and which
+    shards to resubmit.
 
-    Exit codes: 0 every planned job is done, 1 some are failed or missing, 2 OUT is not a run.
+    Exit codes: 0 every planned job is done, 1 some are failed, missing or running, 2 OUT is
+    not a run.
     """
+    from nstkit.runner.gallery import write_gallery
     from nstkit.runner.status import batch_status
 
     try:
         found = batch_status(out, verify)
+        if gallery:
+            console.print(f"gallery: {write_gallery(out)}", highlight=False)
     except NstkitError as exc:
         fail(exc)
-    total = len(found.jobs)
+    total, running, stale = len(found.jobs), found.count("running"), len(found.stale)
     console.print(f"{out}: {total} jobs ({found.recipe}, {found.shards} shard"
                   f"{'s' * (found.shards > 1)}): {found.count('done')} done, "
-                  f"{found.count('failed')} failed, {found.count('missing')} missing",
+                  f"{found.count('failed')} failed, {found.count('missing')} missing"
+                  + (f", {running} running" if running else "")
+                  + (f", {stale} stale claim{'s' * (stale > 1)}" if stale else ""),
                   highlight=False)
+    states = ("done", "failed", "missing", "running")[:4 if running else 3]
     if found.shards > 1:
-        table = Table("shard", "done", "failed", "missing")
+        table = Table("shard", *states)
         for index in range(found.shards):
             mine = [job.state for job in found.jobs if job.shard == index]
-            table.add_row(str(index), *(str(mine.count(s)) for s in ("done", "failed",
-                                                                      "missing")))
+            table.add_row(str(index), *(str(mine.count(s)) for s in states))
         console.print(table)
-    unfinished = [job for job in found.jobs if job.state != "done"]
+    unfinished = sorted((job for job in found.jobs if job.state != "done"),
+                        key=lambda job: job.state != "running")  # running ones first
     if unfinished:
         for job in unfinished[:show]:  # plain lines: whole names, easy to grep
             console.print(f"{job.state}: {job.output} (shard {job.shard}): {job.detail}",
@@ -60,7 +70,9 @@ def status(
         if len(unfinished) > show:
             console.print(f"... and {len(unfinished) - show} more (--show N)")
         shards = ",".join(map(str, found.resubmit))
-        if found.shards > 1:
+        if not shards:
+            console.print("every unfinished job is running", highlight=False)
+        elif found.shards > 1:
             console.print(f"resubmit shards: {shards}  (SLURM: sbatch --array={shards} ...; "
                           f"or nstkit run ... --shard I/{found.shards} for each)",
                           highlight=False)

@@ -188,7 +188,8 @@ def _run(recipe: Recipe, jobs: list[Job], options: RunOptions, overwrite: bool,
     try:
         summary = executor.run(RunRequest(recipe, todo, options, plugins, lambda o: (
             display.job_finished(o.job.output, o.status, o.seconds, o.error or "")), display))
-        write_summary(out, summary, len(done), options.shard)
+        skipped = len(done) + summary.count("skipped")  # + those other workers recorded
+        write_summary(out, summary, skipped, options.shard)
         gallery = write_gallery(out)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -201,7 +202,7 @@ def _run(recipe: Recipe, jobs: list[Job], options: RunOptions, overwrite: bool,
     finally:
         display.close()
         plugins.remove("nstkit.runner.display")
-    _print_summary(summary, len(todo), len(done), out, options.shard)
+    _print_summary(summary, len(todo) - summary.count("skipped"), skipped, out, options.shard)
     console.print(f"gallery: {gallery}", highlight=False)
     raise typer.Exit(summary.exit_code)
 

@@ -101,11 +101,11 @@ def pairwise_table(summary: Sequence[dict[str, Any]], pairs: Sequence[dict[str, 
             "</table>")
 
 
-def render_report(*, title: str, grid_png: bytes, losses_png: bytes,
+def render_report(*, title: str, grid_png: bytes, losses_png: bytes, tradeoff_png: bytes,
                   rows: Sequence[dict[str, Any]], summary: Sequence[dict[str, Any]],
                   variants: Sequence[Variant], judge: dict[str, Any], command: str,
                   pairs: Sequence[dict[str, Any]] = ()) -> str:
-    """The whole page as a string; the two PNGs are embedded as data URIs. ``pairs`` is
+    """The whole page as a string; the three PNGs are embedded as data URIs. ``pairs`` is
     :func:`nstkit.compare.results.pairwise` of the summary."""
     recipes = "".join(
         f"<details><summary>{html.escape(v.label)}</summary>"
@@ -121,6 +121,11 @@ def render_report(*, title: str, grid_png: bytes, losses_png: bytes,
 <p>A row per content x style pair; under each output three of its judged distances (content,
 Gram, W2; all six are in the tables below) and its wall time.</p>
 <img id="grid" alt="contact sheet" src="{data_uri(grid_png)}">
+<h2>Trade-off</h2>
+<p>Judged content distance against judged Gram style distance (lower is closer on both): a
+point per job, a diamond per variant's mean, the Pareto front of the means dashed; the values
+of one recipe's <code>--sweep</code> joined in sweep order.</p>
+<img id="tradeoff" alt="content against style" src="{data_uri(tradeoff_png)}">
 <h2>Summary</h2>
 {html_table(summary, SUMMARY_COLUMNS)}
 {PARETO_TEXT}

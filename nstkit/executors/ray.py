@@ -8,6 +8,10 @@ running is retried, counted as an attempt; a permanent error (unreadable image, 
 is recorded once and never retried. A failed job never stops the run (unless ``--fail-fast``).
 Outputs are written by the workers atomically (temporary file, then rename), so two workers
 finishing the same job waste time but never leave a corrupt file.
+
+The driver claims every job before it hands it out and releases it once its record is written
+(:class:`nstkit.runner.sharing.SharedJobs`), so a Ray run shares the folder with other runs,
+Ray or local, like a local run does; a job in retry stays claimed.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from nstkit.runner.execute import group_jobs
 from nstkit.runner.manifest import ManifestWriter
 from nstkit.runner.plan import Job
 from nstkit.runner.record import JobRecorder, Outcome, RunSummary
+from nstkit.runner.sharing import SharedJobs
 
 
 class WorkerCrashError(RuntimeError):
@@ -118,8 +123,9 @@ class _Driver:
         self.recorder = JobRecorder(recipe, str(resolve_device(options.device)),
                                     ManifestWriter(options.out, options.shard), request.report,
                                     shard=options.shard, worker={"engine": "ray"})
-        self.work: deque[tuple[list[Job], int]] = deque(
-            (group, 0) for group in group_jobs(request.jobs, recipe, options.batch_size))
+        self.groups = group_jobs(request.jobs, recipe, options.batch_size)
+        self.shared = SharedJobs(options.out, self.groups, options.planned_at, self.skipped)
+        self.work: deque[tuple[list[Job], int]] = deque()  # claimed: new ones and retries
         self.pending: dict[Any, _Flight] = {}
         self.queues: list[deque[Any]] = []
         self.crashes: list[int] = []
@@ -146,7 +152,7 @@ class _Driver:
             count, ask = gpus, {"num_gpus": 1}
         else:
             count, ask = max(1, int(total.get("CPU", 1))), {"num_cpus": 1}
-        count = min(self.engine.actors or count, len(self.work))
+        count = min(self.engine.actors or count, len(self.groups))
         return count, ask
 
     def start_actors(self) -> None:
@@ -170,8 +176,9 @@ class _Driver:
 
     def run(self) -> RunSummary:
         try:
-            self.start_actors()
-            self.loop()
+            with self.shared:  # releases the claims still held, however the run ends
+                self.start_actors()
+                self.loop()
         except KeyboardInterrupt:
             self.summary.interrupted = True
         finally:
@@ -181,10 +188,27 @@ class _Driver:
                 self.progress.shutdown()
         return self.summary
 
+    def skipped(self, job: Job, detail: str) -> None:
+        """``job`` was recorded by another worker on the folder (``detail``: how)."""
+        self.recorder.add(Outcome(job, "skipped", error=detail))
+
+    def next_work(self) -> bool:
+        """Claim the next free group into ``work`` if it is empty; False when none is."""
+        if not self.work:
+            group = self.shared.take()
+            if group:
+                self.work.append((group, 0))
+        return bool(self.work)
+
+    def give_up(self, jobs: list[Job], exc: BaseException) -> None:
+        """Record ``jobs`` as failed and release them."""
+        self.recorder.failed(jobs, exc, 0.0)
+        self.shared.release(jobs)
+
     def submit(self) -> None:
         """Top up every working actor to ``in_flight`` calls."""
         for index in (i for i, state in enumerate(self.state) if state == "ok"):
-            while self.work and len(self.queues[index]) < self.engine.in_flight:
+            while len(self.queues[index]) < self.engine.in_flight and self.next_work():
                 group, attempt = self.work.popleft()
                 send = self.progress.put_nowait if self.progress is not None else None
                 ref = self.actors[index].run.remote([_absolute(job) for job in group], attempt,
@@ -193,22 +217,23 @@ class _Driver:
                 self.queues[index].append(ref)
 
     def loop(self) -> None:
-        while self.work or self.pending:
+        while self.work or self.pending or self.shared.unfinished:
             if self.request.options.fail_fast and self.summary.count("failed"):
                 return
             self.submit()
             self.probe()
             if all(state == "dead" for state in self.state):
-                for group, _ in self.work:
-                    self.recorder.failed(group, WorkerCrashError(
-                        f"every Ray worker died ({self.engine.max_restarts} restarts each)"), 0.0)
-                self.work.clear()
+                died = WorkerCrashError(
+                    f"every Ray worker died ({self.engine.max_restarts} restarts each)")
+                while self.next_work():  # the free jobs too (those other workers hold: not)
+                    self.give_up(self.work.popleft()[0], died)
                 return
             waiting = [*self.pending, *self.probes]
-            if not waiting:  # only actors that are restarting, probed again shortly
+            if not waiting:  # restarting actors, or jobs other workers hold: look again soon
                 time.sleep(0.05)
                 continue
-            polling = self.progress is not None or "restarting" in self.state
+            polling = (self.progress is not None or "restarting" in self.state
+                       or bool(self.shared.waiting))
             ready, _ = ray.wait(waiting, num_returns=1, timeout=0.1 if polling else None)
             self.relay_progress()
             for ref in ready:
@@ -253,7 +278,7 @@ class _Driver:
             self.crashed(flight, was_running, exc)
             return
         except RayError as exc:  # the worker code itself raised: not worth a retry
-            self.recorder.failed(flight.jobs, WorkerCrashError(_short(exc)), 0.0)
+            self.give_up(flight.jobs, WorkerCrashError(_short(exc)))
             return
         for item in results:
             self.result(flight, item)
@@ -269,9 +294,9 @@ class _Driver:
         if self.crashes[flight.actor] > self.engine.max_restarts:
             self.state[flight.actor] = "dead"
         if flight.attempt >= self.engine.max_retries:
-            self.recorder.failed(flight.jobs, WorkerCrashError(
+            self.give_up(flight.jobs, WorkerCrashError(
                 f"the Ray worker died {flight.attempt + 1} times running this job: "
-                f"{_short(exc)}"), 0.0)
+                f"{_short(exc)}"))
             return
         self.work.appendleft((flight.jobs, flight.attempt + 1))
 
@@ -283,6 +308,7 @@ class _Driver:
             return
         self.recorder.add(Outcome(job, item["status"], item["seconds"], item["error"],
                                   item["losses"], item["retryable"]), item["record"])
+        self.shared.release([job])
 
     def relay_progress(self) -> None:
         """Pass the workers' job starts and every step on to the request's progress sink."""

@@ -119,7 +119,8 @@ class JobWorker:
             send: Send | None = None) -> list[dict[str, Any]]:
         """Run one group (one job, or a batch sharing a style); one result per job:
         ``output``, ``status``, ``seconds``, ``error``, ``losses``, ``retryable`` and the
-        manifest ``record``. ``send`` takes the progress of the group's jobs.
+        manifest ``record``. ``send`` takes the progress of the group's jobs. The driver has
+        claimed the group's jobs (:mod:`nstkit.runner.leases`): a worker claims nothing.
 
         (``send`` comes with each call, not to the constructor: Ray cannot restart an actor
         whose constructor arguments hold an actor handle, such as a queue's.)"""

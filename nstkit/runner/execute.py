@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from nstkit.runner.record import (
     RunSummary,
     write_summary,
 )
+from nstkit.runner.sharing import SharedJobs
 from nstkit.runner.snapshots import SnapshotWriter
 from nstkit.stylisation import stylize
 
@@ -53,6 +54,9 @@ class RunOptions:
         batch_size: same-size content images optimised together for one style.
         fail_fast: stop after the first failed job.
         shard: ``(I, N)`` when this process runs shard ``I`` of ``N``.
+        planned_at: when the jobs were planned (``time.time()``, by default when the options
+            are made: make them before looking for finished jobs); a job that any worker
+            on the same folder records after it is not run again.
     """
 
     out: Path
@@ -60,6 +64,7 @@ class RunOptions:
     batch_size: int = 1
     fail_fast: bool = False
     shard: tuple[int, int] | None = None
+    planned_at: float = field(default_factory=time.time)
 
 
 def is_done(job: Job, record: dict[str, Any] | None, recipe: Recipe, out_dir: Path,
@@ -144,14 +149,25 @@ class Runner:
         return self.recorder.summary
 
     def run(self, jobs: Sequence[Job]) -> RunSummary:
+        """Run ``jobs`` group by group, each once claimed in the output folder, so other
+        workers on it share them (:class:`nstkit.runner.sharing.SharedJobs`); a job another
+        worker records meanwhile is ``skipped`` here."""
+        groups = group_jobs(jobs, self.recipe, self.options.batch_size)
         try:
-            for group in group_jobs(jobs, self.recipe, self.options.batch_size):
-                self.run_group(group)
-                if self.options.fail_fast and self.summary.count("failed"):
-                    break
+            with SharedJobs(self.options.out, groups, self.options.planned_at,
+                            self.skipped) as shared:
+                while group := shared.take(wait=True):
+                    self.run_group(group)
+                    shared.release(group)
+                    if self.options.fail_fast and self.summary.count("failed"):
+                        break
         except KeyboardInterrupt:
             self.summary.interrupted = True
         return self.summary
+
+    def skipped(self, job: Job, detail: str) -> None:
+        """``job`` was recorded by another worker (``detail``: how)."""
+        self.recorder.add(Outcome(job, "skipped", error=detail))
 
     def run_group(self, group: list[Job]) -> None:
         """Run one job, or a batch sharing a style (by content image size)."""
@@ -244,8 +260,10 @@ def run_batch(recipe: Recipe, jobs: Sequence[Job], options: RunOptions, host: Pl
     """Run ``jobs`` (already filtered to the ones to do) and record each in the manifest.
 
     Intermediate images go to ``<out>/steps/`` every ``output.save_every`` steps. A failing
-    job is recorded and the others go on. Ctrl-C stops the run with ``summary.interrupted``
-    set; the job in progress gets no record and no output, so a rerun does it again.
+    job is recorded and the others go on. Other processes running the same jobs into the same
+    folder share them: each job runs once (see :meth:`Runner.run`). Ctrl-C stops the run with
+    ``summary.interrupted`` set; the job in progress gets no record and no output (and its
+    claim is released), so a rerun or another worker does it again.
     """
     options.out.mkdir(parents=True, exist_ok=True)
     runner = Runner(recipe, options, host, report)

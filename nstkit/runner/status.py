@@ -1,9 +1,11 @@
 """``OUT/plan.json`` (every job a run planned, with its shard) and ``nstkit status``: which
-planned jobs are done, failed or missing, merged over the manifests of every shard."""
+planned jobs are done, failed, running or missing, merged over the manifests of every shard
+and the claims of the workers (:mod:`nstkit.runner.leases`)."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 from nstkit.atomic import write_atomic
 from nstkit.errors import NstkitError
 from nstkit.recipe import Recipe
+from nstkit.runner.leases import Claim, read_claims
 from nstkit.runner.manifest import file_sha256, latest_records
 from nstkit.runner.plan import Job
 
@@ -34,12 +37,14 @@ def write_plan(out_dir: Path, recipe: Recipe, jobs: Sequence[Job], shards: int =
 
 @dataclass
 class JobState:
-    """One planned output: ``done``, ``failed`` or ``missing``, with why."""
+    """One planned output: ``done``, ``failed``, ``running`` (a worker holds a live claim on
+    it) or ``missing``, with why; ``claim``: its claim, live or stale, if it has one."""
 
     output: str
     shard: int
     state: str
     detail: str = ""
+    claim: Claim | None = None
 
 
 @dataclass
@@ -54,8 +59,14 @@ class BatchStatus:
         return sum(job.state == state for job in self.jobs)
 
     @property
+    def stale(self) -> list[JobState]:
+        """The unfinished jobs with a stale claim (the next worker to reach one takes it)."""
+        return [job for job in self.jobs if job.claim is not None
+                and job.state in ("failed", "missing")]
+
+    @property
     def resubmit(self) -> list[int]:
-        return sorted({job.shard for job in self.jobs if job.state != "done"})
+        return sorted({job.shard for job in self.jobs if job.state in ("failed", "missing")})
 
     @property
     def exit_code(self) -> int:
@@ -78,8 +89,33 @@ def _state(record: dict[str, Any] | None, recipe_hash: str, target: Path,
     return "done", ""
 
 
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def describe_claim(claim: Claim, now: float) -> str:
+    """``host h, pid 12, started 3 min ago, renewed 5 s ago``."""
+    started = "" if claim.started is None else f", started {_ago(now - claim.started)} ago"
+    return (f"host {claim.host}, pid {claim.pid if claim.pid else '?'}{started}, "
+            f"renewed {_ago(now - claim.renewed)} ago")
+
+
+def _claimed(state: str, detail: str, claim: Claim | None, now: float) -> tuple[str, str]:
+    """The state and detail of a job, given its claim."""
+    if claim is None or state == "done":
+        return state, detail
+    why = claim.stale(now)
+    if not why:
+        return "running", describe_claim(claim, now)
+    return state, (f"{detail}; stale claim ({describe_claim(claim, now)}; {why}): the next "
+                   f"worker on the folder takes it over")
+
+
 def batch_status(out_dir: Path, verify: bool = False) -> BatchStatus:
-    """Merge every manifest of ``out_dir`` against its ``plan.json``.
+    """Merge every manifest of ``out_dir`` and its claims against its ``plan.json``.
 
     Args:
         verify: also check each done output's sha256 against its record (reads every output).
@@ -97,9 +133,11 @@ def batch_status(out_dir: Path, verify: bool = False) -> BatchStatus:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise NstkitError(f"{str(path)!r} cannot be read: {exc}") from None
     records = latest_records(out_dir)
-    status = BatchStatus(str(plan.get("recipe", "")), shards)
+    claims = read_claims(out_dir, [job["output"] for job in jobs])
+    status, now = BatchStatus(str(plan.get("recipe", "")), shards), time.time()
     for job in jobs:
-        state, detail = _state(records.get(job["output"]), recipe_hash,
-                               out_dir / job["output"], verify)
-        status.jobs.append(JobState(job["output"], int(job["shard"]), state, detail))
+        output, claim = job["output"], claims.get(job["output"])
+        state, detail = _claimed(*_state(records.get(output), recipe_hash, out_dir / output,
+                                         verify), claim, now)
+        status.jobs.append(JobState(output, int(job["shard"]), state, detail, claim))
     return status
