@@ -2,7 +2,7 @@
 
 Records when each step of a real job finished (``--record FILE.json``), then replays any
 recordings through both estimates with the recorded clock and prints, for each, the largest
-error of the remaining time from the end of the first step on (over the steps with at least a
+error of the remaining time from the end of the second step on (over the steps with at least a
 tenth of the job left) and the machine's load.
 
     python bench/eta.py --recipe fast --size 256 --record tests/data/steps-fast-256.json
@@ -62,6 +62,8 @@ def worst_errors(data: dict) -> tuple[float, float]:
         left = total - now
         if left < 0.1 * total:
             break
+        if number == 1:  # the first step also sets the job up; nothing is measured yet
+            continue
         naive = max(naive, abs(now / number * (len(seconds) - number) - left) / left)
         weighted = max(weighted, abs((clock.remaining() or 0.0) - left) / left)
     return naive, weighted

@@ -3,7 +3,9 @@
 A multiscale job's quarter-size steps are many times cheaper than its full-size ones, but not
 in proportion to their pixels: each step has a fixed cost too, which weighs more on small
 images. Seconds per step are modelled as ``a + b * pixels``, fitted to the sizes measured so far
-(two or more); from one measured size, other sizes are scaled by ``pixels ** PRIOR_EXPONENT``.
+(two or more); from one measured size, other sizes are scaled by the prior
+``(pixels + PRIOR_OVERHEAD) / (measured + PRIOR_OVERHEAD)``, the fixed cost of a step counted
+as that many pixels.
 A measured size answers for itself. The first step of a stage (it also computes the stage's
 style targets) is left out of the stage's mean once later steps are measured. One
 :class:`StepCosts` is shared by the jobs of a run, so from the second job of a size on the
@@ -16,9 +18,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-# seconds per step ~ pixels ** 0.8 between two sizes, while only one is measured: recipe fast
-# at 256 px on 2 CPU cores (bench/eta.py); 1 would be "a step's cost is its pixels"
-PRIOR_EXPONENT = 0.8
+# a step's fixed cost, in pixels of per-pixel cost (a / b of ``a + b * pixels``), while only one
+# size is measured: 2,000-3,000 for recipes fast (Adam, 256 px) and preview (L-BFGS, 384 px) on
+# 2 CPU cores (tests/data/steps-*.json, bench/eta.py)
+PRIOR_OVERHEAD = 2500
 # measured sizes closer than this (relative) count as the same size
 SAME_SIZE = 0.05
 
@@ -63,7 +66,7 @@ class StepCosts:
         if fitted is not None:
             return fitted[0] + fitted[1] * pixels
         nearest = min(means, key=lambda p: abs(math.log(p / pixels)))
-        return means[nearest] * (pixels / nearest) ** PRIOR_EXPONENT
+        return means[nearest] * (pixels + PRIOR_OVERHEAD) / (nearest + PRIOR_OVERHEAD)
 
     @staticmethod
     def _affine(means: dict[int, float]) -> tuple[float, float] | None:
