@@ -138,12 +138,52 @@ class ImageTermOptions(Options):
     layers: NoLayers = None
 
 
+# --- styles and regions ------------------------------------------------------------------------
+JOB_STYLE = "style"
+"""The style reference that means the job's own style image(s) (``--style``, ``stylize``'s
+``style``), blended by ``style_blend``."""
+
+StyleRef = Annotated[
+    Annotated[Integer, Field(ge=0)] | Annotated[str, Field(min_length=1)],
+    Field(description="which style image: an index into the job's style images followed by "
+                      "`styles`, `style` (the job's own, blended), the file name stem of an "
+                      "entry of `styles`, or an image file (relative to the working folder)"),
+]
+COMMON_TERM_KEYS = {"name", "weight", "layers", "label", "style", "style_scale"}
+
+
+def _check_colour(value: str) -> str:
+    from nstkit.masks import parse_colour
+
+    parse_colour(value)
+    return value.lower()
+
+
+Colour = Annotated[str, AfterValidator(_check_colour)]
+
+
+class RegionStyle(Section):
+    """A region's style with a style mask: only the part of the style image painted in the
+    region's colour in ``mask`` (a colour-coded PNG the size of the style image) counts."""
+
+    style: StyleRef
+    mask: Annotated[str, Field(min_length=1)]
+
+
+RegionValue = Annotated[StyleRef | RegionStyle | None, Field(
+    description="the region's style (a style reference), {style, mask}, or null: the region "
+                "keeps the content (content and image terms only)")]
+
+
 # --- components --------------------------------------------------------------------------------
 class LossTermConfig(_Mapping):
     """One loss term: a registered loss ``name``, its ``weight``, ``layers`` and own options.
 
     ``layers`` is a list of layer names (equal weights), a mapping of layer name to weight, a
-    schedule, or ``None`` for the term's default layers.
+    schedule, or ``None`` for the term's default layers. ``style`` picks the style image the
+    term reads (scale control: one painting's brushwork at shallow layers, another's structure
+    at deep ones; default: the job's style images, blended) and ``style_scale`` the size it
+    reads it at (default: the config's ``style_scale``).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -152,11 +192,14 @@ class LossTermConfig(_Mapping):
     weight: NonNegative = 1.0
     layers: LayerSpec | None = None
     label: Annotated[str, Field(min_length=1)] | None = None
+    style: StyleRef | None = None
+    style_scale: Positive | None = None
 
     @property
     def options(self) -> dict[str, Any]:
-        """The term's own options, as given (not ``name``, ``weight``, ``layers``, ``label``)."""
-        return _options(self, {"name", "weight", "layers", "label"})
+        """The term's own options, as given (not ``name``, ``weight``, ``layers``, ``label``,
+        ``style``, ``style_scale``)."""
+        return _options(self, COMMON_TERM_KEYS)
 
 
 class OptimizerConfig(_Mapping):
@@ -401,6 +444,39 @@ class StylizeConfig(_Mapping):
     precision: Precision = "fp32"
     tiling: Tiling | None = None
     output: OutputConfig = Field(default_factory=OutputConfig)
+    styles: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    regions: dict[Colour, RegionValue] | None = None
+    masks: Annotated[str, Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _style_refs(self) -> StylizeConfig:
+        """Style references name a ``styles`` stem or an existing file; a style mask exists
+        and goes with a named image (not the job's own style, which changes per job)."""
+        stems = {Path(path).stem for path in self.styles}
+        problems = [f"styles: no image file {path!r}" for path in self.styles
+                    if not Path(path).is_file()]
+
+        def check(ref: Any, where: str) -> None:
+            if isinstance(ref, str) and ref != JOB_STYLE and ref not in stems \
+                    and not Path(ref).is_file():
+                problems.append(f"{where}: {ref!r} is not style, a stem of styles "
+                                f"({', '.join(sorted(stems)) or 'none'}) or an image file")
+
+        for index, term in enumerate(self.losses):
+            check(term.style, f"losses.{index}.style")
+        for colour, value in (self.regions or {}).items():
+            if isinstance(value, RegionStyle):
+                check(value.style, f"regions.{colour}.style")
+                if value.style == JOB_STYLE:
+                    problems.append(f"regions.{colour}: a style mask needs a named style "
+                                    f"image, not the job's own (style)")
+                if not Path(value.mask).is_file():
+                    problems.append(f"regions.{colour}.mask: no file {value.mask!r}")
+            else:
+                check(value, f"regions.{colour}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("losses")
     @classmethod

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     import torch
     import typer
 
+    from nstkit.executors import Executor
     from nstkit.job import JobInfo
+    from nstkit.recipe import Recipe
     from nstkit.result import StyleResult
 
 hookspec = pluggy.HookspecMarker("nstkit")
@@ -121,6 +123,28 @@ def register_commands(cli: typer.Typer) -> None:
     """
 
 
+@hookspec(firstresult=True)
+def compare_variant(ref: str, sets: list[str]) -> tuple[Recipe, Executor] | None:
+    """Claim one of ``nstkit compare``'s RECIPES arguments as a variant that is not a recipe
+    optimised image by image (a trained model file, say); first non-``None`` result wins.
+
+    Called by ``nstkit compare`` once per RECIPES argument (and sweep value), before it is
+    read as a recipe.
+
+    Args:
+        ref: the argument as given (``wave.safetensors``).
+        sets: the ``--set`` items, the run options (``size=256``) and the sweep value the
+            comparison applies to this variant, as ``key.path=value`` strings.
+
+    Returns:
+        ``None`` to leave ``ref`` to the recipe loader, or ``(recipe, executor)``: the recipe
+        the variant's outputs are named, recorded and hashed under (its ``name`` names them,
+        its ``hash`` decides which are done, in its run folder or a ``--reuse`` one), and the
+        executor that makes its jobs instead of ``--engine``'s, under the engine contract
+        (one manifest record per job in ``options.out``, outputs written atomically).
+    """
+
+
 @hookspec
 def on_job_start(job: JobInfo) -> None:
     """Called once before the first optimisation step of a job.
@@ -160,6 +184,7 @@ HOOK_NAMES: tuple[str, ...] = (
     "register_optimizers",
     "register_executors",
     "register_commands",
+    "compare_variant",
     "on_job_start",
     "on_step",
     "on_job_end",

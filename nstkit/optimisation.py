@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,6 +17,7 @@ import torch
 from nstkit.errors import LossError
 from nstkit.extractors import FeatureExtractor
 from nstkit.losses import LossTerm, Targets
+from nstkit.losses.base import fit_guides
 from nstkit.optim import IterateAverage
 
 Notify = Callable[..., None]
@@ -84,14 +85,39 @@ class StyleCache:
 
 
 @torch.no_grad()
+def style_features(extractor: FeatureExtractor, layers: Sequence[str], style: torch.Tensor,
+                   cache: StyleCache | None = None, extractor_key: Hashable = None,
+                   precision: str = "fp32") -> dict[str, torch.Tensor]:
+    """The features of one style image ``(1, 3, h, w)`` at ``layers``, shared through
+    ``cache`` as :func:`compute_targets` shares them."""
+    def run(image: torch.Tensor, wanted: Sequence[str]) -> dict[str, torch.Tensor]:
+        return extract(extractor, image, wanted, precision)
+
+    try:
+        if cache is None:
+            return run(style, layers)
+        key = extractor_key if precision == "fp32" else (extractor_key, precision)
+        return cache.features(run, key, layers, style)  # type: ignore[arg-type]
+    except RuntimeError as exc:
+        if "too small" not in str(exc):
+            raise
+        h, w = style.shape[-2:]
+        raise ValueError(f"a {h}x{w} px style image is too small for layer {layers[-1]!r} "
+                         f"(its pooling leaves nothing); use a larger size, style_scale or "
+                         f"shallower layers") from None
+
+
+@torch.no_grad()
 def compute_targets(extractor: FeatureExtractor, layers: Sequence[str], content: torch.Tensor,
                     styles: Sequence[torch.Tensor], blend: Sequence[float],
                     cache: StyleCache | None = None,
-                    extractor_key: Hashable = None, precision: str = "fp32") -> Targets:
+                    extractor_key: Hashable = None, precision: str = "fp32",
+                    guides: Mapping[str, torch.Tensor] | None = None) -> Targets:
     """Features of the content and of each style image, computed once per job.
 
     With a ``cache`` (and an ``extractor_key`` naming the extractor), style features are
     shared between jobs that use the same style image at the same size and ``precision``.
+    ``guides`` are resized to the content's size (:func:`nstkit.losses.base.fit_guides`).
     """
     def run(image: torch.Tensor, wanted: Sequence[str]) -> dict[str, torch.Tensor]:
         return extract(extractor, image, wanted, precision)
@@ -122,6 +148,7 @@ def compute_targets(extractor: FeatureExtractor, layers: Sequence[str], content:
         style_images=list(styles),
         style_features=every_style,
         style_blend=list(blend),
+        guides=fit_guides(guides, content),
     )
 
 

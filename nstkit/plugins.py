@@ -199,16 +199,25 @@ class PluginHost:
     def _impls(self, hook_name: str) -> list[Any]:
         return list(getattr(self.pm.hook, hook_name).get_hookimpls())
 
-    def _call(self, impl: Any, hook_name: str, **kwargs: Any) -> None:
+    def _call(self, impl: Any, hook_name: str, **kwargs: Any) -> Any:
         if os.environ.get("NSTKIT_TRACE_HOOKS"):
             print(f"nstkit: {hook_name} -> {impl.plugin_name}", file=sys.stderr)
         try:
-            impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            return impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
         except NstkitError:
             raise
         except Exception as exc:
             message = f"{hook_name} raised {type(exc).__name__}: {exc}"
             raise PluginError(impl.plugin_name, message) from exc
+
+    def compare_variant(self, ref: str, sets: list[str]) -> tuple[Any, Any] | None:
+        """The first plugin's ``(recipe, executor)`` for an ``nstkit compare`` argument
+        (the ``compare_variant`` hook), or ``None``; a plugin's exception names the plugin."""
+        for impl in reversed(self._impls("compare_variant")):  # pluggy's order: last first
+            found = self._call(impl, "compare_variant", ref=ref, sets=list(sets))
+            if found is not None:
+                return found
+        return None
 
     def register_commands(self, cli: Any) -> None:
         """Let every plugin add commands to the typer app ``cli``; a plugin whose hook raises,

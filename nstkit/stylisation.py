@@ -33,9 +33,11 @@ from nstkit.optimisation import (
     compute_targets,
     feature_layers,
     optimise,
+    style_features,
 )
 from nstkit.plugins import PluginHost, get_host
 from nstkit.recipe import RECOMMENDED, load_recipe
+from nstkit.regions import Styling, guide_terms
 from nstkit.result import StyleResult
 from nstkit.tiling.evaluate import TiledImage
 from nstkit.tiling.stage import needs_tiles, tiled_stage
@@ -131,6 +133,8 @@ class _Job:
     detail: bool
     tiling: TilingConfig | None = None
     tile_generator: torch.Generator | None = None
+    guides: Mapping[str, torch.Tensor] | None = None
+    styling: Styling | None = None
 
 
 @dataclass
@@ -151,16 +155,31 @@ def _prepare_stage(job: _Job, original: torch.Tensor, style_images: list[torch.T
     fmt = memory_format(job.device)
     content = content.to(job.device, memory_format=fmt)
     styles = [s.to(job.device, memory_format=fmt) for s in styles]
+    views = None
+    if job.styling is not None and job.styling.active:
+        styling = job.styling
+
+        def stage_style(index: int, style_scale: float) -> torch.Tensor:
+            _, (image,) = _stage_inputs(original, [styling.images[index]], scale, style_scale,
+                                        job.config.preserve_colour)
+            return image.to(job.device, memory_format=fmt)
+
+        def views(base: Targets, features: Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
+                  ) -> list[Targets]:
+            return styling.stage_targets(base, stage_style, features)
     if needs_tiles(job.tiling, content.shape):
         assert job.tiling is not None
         targets, evaluate = tiled_stage(job.terms, job.extractor, job.layers, content, styles,
                                         job.blend, job.tiling, job.config.precision,
-                                        job.tile_generator, fmt)
+                                        job.tile_generator, fmt, job.guides, views)
         return _Stage(content, targets, evaluate)
     targets = compute_targets(job.extractor, job.layers, content, styles, job.blend,
-                              job.cache, job.extractor_key, job.config.precision)
-    for term in job.terms:
-        term.module.to(job.device).prepare(targets)
+                              job.cache, job.extractor_key, job.config.precision, job.guides)
+    per_term = [targets] * len(job.terms) if views is None else views(
+        targets, lambda image: style_features(job.extractor, job.layers, image, job.cache,
+                                              job.extractor_key, job.config.precision))
+    for term, own in zip(job.terms, per_term, strict=True):
+        term.module.to(job.device).prepare(own)
     return _Stage(content, targets)
 
 
@@ -236,7 +255,9 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput],
             style_blend: Sequence[float] | None = None,
             device: str | torch.device | None = None, host: PluginHost | None = None,
             job_name: str = "stylize", job_extra: Mapping[str, Any] | None = None,
-            cache: StyleCache | None = None, **overrides: Any) -> StyleResult:
+            cache: StyleCache | None = None,
+            guides: Mapping[str, torch.Tensor] | None = None,
+            mask: ImageInput | None = None, **overrides: Any) -> StyleResult:
     """Stylise ``content`` with ``style`` by optimising the image (Gatys et al. 2016's method).
 
     Args:
@@ -251,6 +272,13 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput],
         host: the plugin host (default: the process-wide one with installed plugins).
         job_name, job_extra: the job's name and details in lifecycle hooks.
         cache: style features shared between calls (see :class:`StyleCache`).
+        guides: per-job images for the loss terms, by name, each ``(1 or B, C, H, W)``
+            (:attr:`nstkit.losses.Targets.guides`: resized to every stage's size, cropped per
+            tile); a term reads them in ``prepare``. Nothing in nstkit reads them itself.
+        mask: a colour-coded region mask of ``content`` (a path, PIL image or tensor
+            ``(1, 3, H, W)``; :mod:`nstkit.masks`) for the config's ``regions``: each style
+            term matches each region's statistics to that region's style (Gatys et al. 2017);
+            ignored without ``regions``, and ``regions`` without a mask runs unmasked.
         **overrides: config keys (``size=256``, ``seed=1``, ``losses=[...]``) and the keyword
             API's shorthands (``iterations``, ``style_weight``, ``optimizer="adam"``,
             ``pooling``, ...; see :func:`nstkit.config_overrides.apply_overrides`).
@@ -274,11 +302,17 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput],
     generator = torch.Generator().manual_seed(config.seed if config.seed is not None else 0)
     if config.seed is not None:
         torch.manual_seed(config.seed)
-    original = resize_longest(load_image(content), config.size)
+    photo = load_image(content)
+    original = resize_longest(photo, config.size)
     plan = stage_plan(config.iterations, _shares(config, original, content))
     style_images = [load_image(s) for s in styles_in]
+    styling = Styling(config, style_images, blend, mask, tuple(photo.shape[-2:]),
+                      tuple(original.shape[-2:]))
+    del photo
     ext = built or build_extractor(host, config.extractor.name, dev, **config.extractor.options)
     terms = build_terms(host, config.losses, config.strength)
+    if styling.regions is not None:
+        guide_terms(terms)
     layers = feature_layers(terms, ext)
     run_ext = ext.truncated(layers) if layers and hasattr(ext, "truncated") else ext
     detail = bool(config.multiscale and config.multiscale.detail) and init is None \
@@ -288,7 +322,8 @@ def stylize(content: ImageInput, style: ImageInput | Sequence[ImageInput],
     config = _planned(config, run_ext, layers, terms, original, dev, content)
     tiling = config.tiling if isinstance(config.tiling, TilingConfig) else None
     job = _Job(host, info, config, dev, run_ext, ext, layers, terms, cache, blend, detail,
-               tiling, torch.Generator().manual_seed(generator.initial_seed() + 1))
+               tiling, torch.Generator().manual_seed(generator.initial_seed() + 1), guides,
+               styling)
     start = time.perf_counter()
     host.notify("on_job_start", job=info)
     try:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import dataclasses
 import math
 import subprocess
 import sys
@@ -34,7 +35,16 @@ from torch import nn
 
 from nstkit.extractors import FeatureExtractor
 from nstkit.layers import vgg_aliases, vgg_layer_names
-from nstkit.losses.base import STYLE_FIELDS, LayerSpec, LossTerm, Recording, Targets
+from nstkit.losses.base import (
+    STYLE_FIELDS,
+    LayerSpec,
+    LossTerm,
+    Recording,
+    Region,
+    StatisticLoss,
+    Targets,
+    fit_guides,
+)
 from nstkit.optimisation import compute_targets
 from nstkit.plugins import PluginHost
 from nstkit.result import StyleResult
@@ -307,12 +317,18 @@ def _check_loss_gradient(label: str, value: torch.Tensor, image: torch.Tensor) -
 
 
 def _targets(extractor: FeatureExtractor, layers: list[str], size: int, batch: int,
-             styles: int, device: torch.device, dtype: torch.dtype) -> Targets:
+             styles: int, device: torch.device, dtype: torch.dtype,
+             guides: Mapping[str, torch.Tensor] | None = None,
+             region: torch.Tensor | None = None) -> Targets:
     images = tiny_images(size, device=device, dtype=dtype)
     content = images.content.expand(batch, -1, -1, -1).contiguous()
     chosen = list(images.styles[:styles])
     blend = [1.0 / len(chosen)] * len(chosen)
-    return compute_targets(extractor, layers, content, chosen, blend)
+    targets = compute_targets(extractor, layers, content, chosen, blend, guides=guides)
+    if region is None:
+        return targets
+    weight = fit_guides({"region": region}, content)["region"].clamp(0, 1)
+    return dataclasses.replace(targets, regions=[_region(targets, weight)])
 
 
 def _test_image(targets: Targets) -> torch.Tensor:
@@ -354,6 +370,67 @@ def _check_loss_forward(label: str, term: LossTerm, extractor: FeatureExtractor,
     return image
 
 
+def _region(targets: Targets, weight: torch.Tensor) -> Region:
+    """A region of ``weight`` ``(1, 1, H, W)`` reading ``targets``' styles."""
+    return Region("#ffffff", weight, list(targets.style_images), list(targets.style_features),
+                  list(targets.style_blend), [None] * len(targets.style_images))
+
+
+def _full_cover(targets: Targets) -> Targets:
+    """``targets`` with one region covering the whole image, reading the same styles."""
+    content = targets.content_image
+    return dataclasses.replace(
+        targets, regions=[_region(targets, content.new_ones(1, 1, *content.shape[-2:]))])
+
+
+def _check_masks(label: str, term: LossTerm, extractor: FeatureExtractor,
+                 targets: Targets) -> None:
+    """A term declaring ``supports_masks = True``: its weighted statistics (a
+    :class:`StatisticLoss`) weigh each position, and a mask covering everything gives the
+    unmasked value."""
+    declared = type(term).supports_masks
+    if declared is not None and not isinstance(declared, bool):
+        raise AssertionError(f"{label}: supports_masks must be True, False or None, got "
+                             f"{declared!r}")
+    if not declared:
+        return
+    from nstkit.losses.guided import GuidedStatistic
+
+    targets = dataclasses.replace(targets, regions=None)
+    image = _test_image(targets)
+    layers = list(term.layers)
+    features = extractor(image, layers)
+    term.prepare(targets)
+    unmasked = term(image, features).detach()
+    if isinstance(term, StatisticLoss):
+        half = {layer: value.new_zeros(1, 1, *value.shape[-2:]) for layer, value in
+                features.items()}
+        for value in half.values():
+            value[..., : value.shape[-1] // 2] = 1
+        weighted = _attempt(f"{label}: statistics(features, weights)",
+                            lambda: term.statistics(features, half))
+        cropped = term.statistics({layer: value[..., : value.shape[-1] // 2]
+                                   for layer, value in features.items()})
+        for layer, value in cropped.items():
+            if not torch.allclose(weighted[layer], value, rtol=1e-6, atol=1e-9):
+                raise AssertionError(f"{label}: statistics with weights 1 on the left half "
+                                     f"and 0 on the right at {layer!r} differ from the "
+                                     f"statistics of the left half; weights must multiply "
+                                     f"each position's statistic")
+        guided: LossTerm = GuidedStatistic(copy.deepcopy(term))
+    else:
+        guided = copy.deepcopy(term)
+    _attempt(f"{label}: prepare(targets with one region covering everything)",
+             lambda: guided.prepare(_full_cover(targets)))
+    masked = _attempt(f"{label}: forward with one region covering everything",
+                      lambda: guided(image, features))
+    if not torch.allclose(masked.detach().reshape(()), unmasked.reshape(()), rtol=1e-6,
+                          atol=0):
+        raise AssertionError(f"{label}: with one region covering everything the value is "
+                             f"{masked.item()}, unmasked {unmasked.item()}; a full mask "
+                             f"must change nothing")
+
+
 def _gradcheck(label: str, term: LossTerm, extractor: FeatureExtractor,
                image: torch.Tensor) -> None:
     layers = list(term.layers)
@@ -382,6 +459,8 @@ def check_loss(
     styles: int = 2,
     extractor: FeatureExtractor | None = None,
     gradcheck: bool = True,
+    guides: Mapping[str, torch.Tensor] | None = None,
+    region: torch.Tensor | None = None,
 ) -> None:
     """Check that ``factory`` builds a loss term keeping nstkit's contract.
 
@@ -392,7 +471,12 @@ def check_loss(
     undeclared ``None`` passes: the term then refuses ``strength``); then, in float32 and in
     float64 on ``device``, ``forward`` must return a finite scalar tensor of the image's dtype
     and device that is differentiable with a finite, non-zero gradient, must not modify the
-    image, and must give the same value twice. Last, ``torch.autograd.gradcheck`` compares
+    image, and must give the same value twice. A term declaring ``supports_masks = True`` must
+    keep the mask contract in float64: a :class:`~nstkit.losses.StatisticLoss`'s
+    ``statistics(features, weights)`` with weights 1 on the left half of each layer and 0 on
+    the right must equal the statistics of the left half, and with one region covering
+    everything (:attr:`nstkit.losses.Targets.regions`) the value must equal the unmasked
+    one; ``supports_masks`` must be a bool or ``None``. Last, ``torch.autograd.gradcheck`` compares
     autograd's gradient with finite differences in float64 (``gradcheck=False`` skips it, for
     terms that are not differentiable everywhere). Runs on one CPU thread.
 
@@ -402,6 +486,13 @@ def check_loss(
         device: where to run.
         size: the content's side in pixels; styles are ``3 * size // 4`` by ``size``.
         extractor: the features to use (default: a :class:`TinyExtractor`).
+        guides: per-job images the term reads in ``prepare`` (``stylize(guides=...)``), each
+            ``(1 or batch, C, h, w)``; resized to the content's ``size x size`` and given in
+            each dtype, as :class:`nstkit.losses.Targets.guides`.
+        region: a styled region's weights ``(1, 1, h, w)`` in ``[0, 1]``, for a term that
+            reads :attr:`nstkit.losses.Targets.regions` itself: the contract is checked with
+            the targets of a masked job holding that one region (reading the same styles);
+            resized to the content's ``size x size``.
 
     Raises:
         AssertionError: naming the factory and the broken part of the contract.
@@ -422,8 +513,11 @@ def check_loss(
         ext = copy.deepcopy(base).to(device=dev, dtype=dtype)
         targets = _attempt(f"{label}: computing targets for layers {list(term.layers)}",
                            lambda ext=ext, dtype=dtype: _targets(  # type: ignore[misc]
-                               ext, list(term.layers), size, batch, styles, dev, dtype))
+                               ext, list(term.layers), size, batch, styles, dev, dtype,
+                               guides, region))
         image = _check_loss_forward(f"{label} ({dtype})", term, ext, targets)
+        if dtype == torch.float64:
+            _check_masks(f"{label} (float64)", term, ext, targets)
     if gradcheck and image is not None:
         _gradcheck(label, term, ext, image)
 

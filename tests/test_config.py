@@ -37,7 +37,8 @@ def test_the_defaults_are_gatys_2016_as_every_recipe_spells_them() -> None:
                     "layers": ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]}],
         "preserve_colour": None, "optimizer": {"name": "lbfgs", "iterations": 500},
         "ema": None, "strength": 1.0, "multiscale": None, "precision": "fp32", "tiling": None,
-        "output": {"format": "png", "quality": 95, "bit_depth": 8, "save_every": 0}}
+        "output": {"format": "png", "quality": 95, "bit_depth": 8, "save_every": 0},
+        "styles": [], "regions": None, "masks": None}
     # the recipe file's defaults and the Python API's are one model: they validate into it
     # and dump back unchanged
     config = config_model(PluginHost(autoload=False)).model_validate(recipe_defaults())

@@ -138,7 +138,7 @@ precision: fp16
     assert (f"{path}: iteration: unknown key. Did you mean 'optimizer.iterations'? Allowed: "
             "version, name, description, extractor, size, style_scale, seed, init, noise_scale, "
             "losses, preserve_colour, optimizer, ema, strength, multiscale, precision, tiling, "
-            "output."
+            "output, styles, regions, masks."
             in found)
     assert (f"{path}: losses[2].name: unknown loss 'gramm'. Did you mean 'gram'? Available: "
             "colour, content, gram, histogram, mean_std, shifted_gram, sliced_wasserstein, tv, "

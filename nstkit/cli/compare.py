@@ -16,10 +16,12 @@ from nstkit.cli.options import (
     Device,
     Engine,
     Iterations,
+    Masks,
     Out,
     Overwrite,
     Quiet,
     Recursive,
+    Regions,
     Seed,
     Sets,
     Size,
@@ -40,7 +42,8 @@ def register(app: typer.Typer) -> None:
 
 def compare(
     recipes: Annotated[list[str], typer.Argument(
-        help="Recipes to compare (built-in names or YAML files); one is enough with --sweep.")],
+        help="Recipes to compare (built-in names or YAML files; plugins may take others, such "
+             "as nstkit-fast's model files); one is enough with --sweep.")],
     content: Content,
     style: Style,
     out: Out,
@@ -55,6 +58,8 @@ def compare(
     iterations: Iterations = None,
     seed: Seed = None,
     strength: Strength = None,
+    masks: Masks = None,
+    regions: Regions = None,
     sets: Sets = None,
     judge_size: Annotated[int, typer.Option(
         min=16, help="Longest side at which outputs are judged.")] = 512,
@@ -75,7 +80,9 @@ def compare(
 
     try:
         variants = plan_variants(recipes, overrides(sets, size=size, iterations=iterations,
-                                                    seed=seed, strength=strength), sweep, load)
+                                                    seed=seed, strength=strength, masks=masks,
+                                                    regions=regions), sweep, load,
+                                 host().compare_variant)
         contents = [p for path in content for p in find_images(path, recursive, "content", out)]
         styles = [p for path in style for p in find_images(path, recursive, "style", out)]
         missing = [str(path) for path in reuse or [] if not path.is_dir()]
@@ -87,7 +94,8 @@ def compare(
     prepare_out(out)
     command = shlex.join(["nstkit", "compare", *recipes, *_options(
         content=content, style=style, out=[out], sweep=sweep, size=size,
-        iterations=iterations, seed=seed, set=sets or [], device=device)])
+        iterations=iterations, seed=seed, masks=masks, region=regions or [], set=sets or [],
+        device=device)])
     comparison = _collect(variants, contents, styles, out, device, reuse or [], overwrite,
                           quiet, command, engine, address)
     # the judge runs here: a cluster engine's --device names the workers' device

@@ -12,7 +12,8 @@ from typing import Annotated
 import typer
 
 CONFIG_KEYS = {"size": "size", "iterations": "optimizer.iterations", "seed": "seed",
-               "strength": "strength", "save_every": "output.save_every"}
+               "strength": "strength", "save_every": "output.save_every", "masks": "masks",
+               "regions": "regions"}
 
 RecipeRef = Annotated[str, typer.Argument(help="A built-in recipe name or a YAML file.")]
 Content = Annotated[list[Path], typer.Option(help="Content image or folder (repeatable).")]
@@ -32,6 +33,25 @@ SaveEvery = Annotated[int | None, typer.Option(
     min=0, help="Save intermediate images every N steps under OUT/steps/.")]
 Sets = Annotated[list[str] | None, typer.Option(
     "--set", help="Override a recipe key: --set losses.1.weight=1e-2 (repeatable).")]
+Masks = Annotated[Path | None, typer.Option(
+    help="Folder of region masks: PHOTO_STEM.mask.png or PHOTO_STEM.png (else a mask is "
+         "looked for beside each photo as PHOTO_STEM.mask.png); used with regions.")]
+
+
+def _check_regions(items: list[str] | None) -> list[str] | None:
+    for item in items or []:
+        colour, sep, _ = item.partition("=")
+        if not sep or not colour.strip():
+            raise typer.BadParameter(f"expected COLOUR=STYLE (e.g. '#ff0000=great_wave.jpg'), "
+                                     f"got {item!r}")
+    return items
+
+
+Regions = Annotated[list[str] | None, typer.Option(
+    "--region", callback=_check_regions,
+    help="Map a mask colour to a style: --region '#ff0000=great_wave.jpg', '#0000ff=null' "
+         "keeps the content, '#00ff00=style' the job's --style (repeatable; overrides "
+         "regions.COLOUR).")]
 Overwrite = Annotated[bool, typer.Option(help="Redo jobs that are already done.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Plain one line per job.")]
 Engine = Annotated[str, typer.Option(
@@ -43,6 +63,16 @@ Address = Annotated[str | None, typer.Option(
 def overrides(sets: list[str] | None, **options: object) -> list[str]:
     """``--set`` items followed by the named options given (``size=256`` ->
     ``"size=256"``, ``iterations=10`` -> ``"optimizer.iterations=10"``)."""
-    named = [f"{CONFIG_KEYS[key]}={value}" for key, value in options.items()
-             if value is not None]
+    named = []
+    for key, value in options.items():
+        if key == "regions":
+            named += [region_override(item) for item in value or []]  # type: ignore[attr-defined]
+        elif value is not None:
+            named.append(f"{CONFIG_KEYS[key]}={value}")
     return [*(sets or []), *named]
+
+
+def region_override(item: str) -> str:
+    """``--region '#FF0000=great_wave.jpg'`` -> ``"regions.#ff0000=great_wave.jpg"``."""
+    colour, _, style = item.partition("=")
+    return f"regions.{colour.strip().lower()}={style.strip()}"

@@ -25,11 +25,13 @@ from nstkit.cli.options import (
     Device,
     Engine,
     Iterations,
+    Masks,
     Out,
     Overwrite,
     Quiet,
     RecipeRef,
     Recursive,
+    Regions,
     SaveEvery,
     Seed,
     Sets,
@@ -64,6 +66,8 @@ def run(
     iterations: Iterations = None,
     seed: Seed = None,
     strength: Strength = None,
+    masks: Masks = None,
+    regions: Regions = None,
     sets: Sets = None,
     batch_size: Annotated[int, typer.Option(
         min=1, help="Same-size content images optimised together per style.")] = 1,
@@ -87,7 +91,8 @@ def run(
     from nstkit.runner.status import write_plan
 
     resolved = load(recipe, overrides(sets, size=size, iterations=iterations, seed=seed,
-                                      strength=strength, save_every=save_every))
+                                      strength=strength, save_every=save_every, masks=masks,
+                                      regions=regions))
     check_device(device, engine)
     try:
         contents = [p for path in content for p in find_images(path, recursive, "content", out)]

@@ -119,8 +119,9 @@ class Collector:
 
         progress = curves if self.progress is None else ProgressTee(self.progress, curves)
         request = RunRequest(variant.recipe, jobs, options, self.host, report, progress)
+        executor = variant.executor or self.executor  # a claimed variant brings its own
         with self.host.added(curves, name=f"nstkit.compare.curves.{variant.folder}"):
-            return self.executor.run(request)
+            return executor.run(request)
 
     def entries(self, variant: Variant, jobs: Sequence[Job],
                 reused: dict[Job, Path]) -> list[Entry]:

@@ -5,9 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nstkit.errors import NstkitError
 from nstkit.recipe import Recipe
+
+if TYPE_CHECKING:
+    from nstkit.executors import Executor
+
+Claim = Callable[[str, list[str]], "tuple[Recipe, Executor] | None"]
+"""``claim(ref, sets)``: a plugin's ``(recipe, executor)`` for a RECIPES argument that is not
+a recipe (:meth:`nstkit.plugins.PluginHost.compare_variant`), else ``None``."""
 
 _UNSAFE = re.compile(r"[^\w.=+-]+")
 
@@ -20,11 +28,14 @@ class Variant:
         label: the column header, e.g. ``gatys`` or ``gatys seed=2``.
         recipe: the resolved recipe (run options and ``--set`` applied).
         folder: a file-safe folder name for its outputs under ``OUT/runs/``.
+        executor: what makes its outputs, when not the comparison's engine (a variant a plugin
+            claimed: a trained model's, say).
     """
 
     label: str
     recipe: Recipe
     folder: str
+    executor: Executor | None = None
 
 
 def split_values(text: str) -> list[str]:
@@ -54,8 +65,10 @@ def parse_sweep(text: str) -> tuple[str, list[str]]:
 
 
 def plan_variants(recipes: Sequence[str], sets: Sequence[str], sweep: str | None,
-                  load: Callable[[str, list[str]], Recipe]) -> list[Variant]:
-    """Every recipe (times every sweep value), loaded with ``sets`` then the sweep's ``--set``.
+                  load: Callable[[str, list[str]], Recipe],
+                  claim: Claim | None = None) -> list[Variant]:
+    """Every recipe (times every sweep value), loaded with ``sets`` then the sweep's ``--set``;
+    an argument ``claim`` returns a recipe and executor for is that variant instead.
 
     Raises:
         NstkitError: no recipe, a recipe named twice, or a malformed ``--sweep``.
@@ -71,9 +84,11 @@ def plan_variants(recipes: Sequence[str], sets: Sequence[str], sweep: str | None
     for ref in recipes:
         for value in values or [None]:
             extra = [] if value is None else [f"{key}={value}"]
-            recipe = load(ref, [*sets, *extra])
+            claimed = claim(ref, [*sets, *extra]) if claim is not None else None
+            recipe, executor = claimed if claimed is not None \
+                else (load(ref, [*sets, *extra]), None)
             label = ref if value is None else f"{ref} {key}={value}"
-            variants.append(Variant(label, recipe, _folder(label, variants)))
+            variants.append(Variant(label, recipe, _folder(label, variants), executor))
     return variants
 
 

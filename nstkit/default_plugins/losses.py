@@ -1,5 +1,5 @@
 """Built-in loss terms: content, gram, shifted_gram, wasserstein, mean_std, sliced_wasserstein,
-histogram, tv, colour (imported when first built)."""
+histogram, tv, colour, keep (imported when first built)."""
 
 from __future__ import annotations
 
@@ -55,6 +55,10 @@ class TVOptions(ImageTermOptions):
     anisotropic: Annotated[bool, Field(strict=True)] = False
 
 
+class KeepOptions(ImageTermOptions):
+    """Pixels of a masked job's kept regions (mapped to null) held to the photo's."""
+
+
 class ColourOptions(ImageTermOptions):
     """Chroma distance to the content image."""
 
@@ -83,3 +87,5 @@ def register_losses(register: Register) -> None:
              description="total variation (dx^2 + dy^2)^(exponent/2)")
     register("colour", "nstkit.losses.colour:ColourLoss", options=ColourOptions,
              description="chroma distance to the content (YCbCr or Lab)")
+    register("keep", "nstkit.losses.keep:KeepLoss", options=KeepOptions,
+             description="pixels of the regions mapped to null held to the photo's")

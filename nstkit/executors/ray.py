@@ -58,9 +58,32 @@ def _absolute(job: Job) -> Job:
     return dataclasses.replace(job, content=job.content.resolve(), style=job.style.resolve())
 
 
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
+    """The last non-blank line of ``exc``'s message (Ray's are long), at most 300 characters."""
     lines = [line for line in str(exc).strip().splitlines() if line.strip()]
     return lines[-1][:300] if lines else type(exc).__name__
+
+
+def connect(address: str | None) -> bool:
+    """Connect to the Ray cluster at ``address`` (``None``: ``RAY_ADDRESS``, else a new local
+    cluster, never a stale one); True when this call started the session, which the caller
+    then shuts down. A session already initialised in this process is used as it is.
+
+    Raises:
+        NstkitError: the cluster cannot be reached or started.
+    """
+    if ray.is_initialized():
+        return False
+    where = address or os.environ.get("RAY_ADDRESS") or "local"
+    try:
+        ray.init(address=where, include_dashboard=False, logging_level=logging.WARNING,
+                 configure_logging=True)
+    except Exception as exc:  # Ray raises ConnectionError, ValueError, RuntimeError...
+        name = "a new local cluster" if where == "local" else repr(where)
+        raise NstkitError(f"--engine ray: cannot connect to {name}: {short_error(exc)} (start "
+                          f"a cluster with 'ray start --head', or leave out --address to start "
+                          f"a local one)") from None
+    return True
 
 
 class RayExecutor:
@@ -88,28 +111,12 @@ class RayExecutor:
     def run(self, request: RunRequest) -> RunSummary:
         if not request.jobs:
             return RunSummary()
-        started = self._connect()
+        started = connect(self.address)
         try:
             return _Driver(self, request).run()
         finally:
             if started:
                 ray.shutdown()
-
-    def _connect(self) -> bool:
-        """Connect (or start a local cluster); True when this call started the session."""
-        if ray.is_initialized():
-            return False
-        # without an address: RAY_ADDRESS, else a new local cluster (never a stale one)
-        address = self.address or os.environ.get("RAY_ADDRESS") or "local"
-        try:
-            ray.init(address=address, include_dashboard=False,
-                     logging_level=logging.WARNING, configure_logging=True)
-        except Exception as exc:  # Ray raises ConnectionError, ValueError, RuntimeError...
-            where = "a new local cluster" if address == "local" else repr(address)
-            raise NstkitError(f"--engine ray: cannot connect to {where}: {_short(exc)} (start a "
-                              f"cluster with 'ray start --head', or leave out --address to "
-                              f"start a local one)") from None
-        return True
 
 
 class _Driver:
@@ -172,7 +179,7 @@ class _Driver:
         try:
             ray.get([actor.info.remote() for actor in self.actors])
         except RayError as exc:
-            raise NstkitError(f"the Ray workers could not start: {_short(exc)}") from None
+            raise NstkitError(f"the Ray workers could not start: {short_error(exc)}") from None
 
     def run(self) -> RunSummary:
         try:
@@ -278,7 +285,7 @@ class _Driver:
             self.crashed(flight, was_running, exc)
             return
         except RayError as exc:  # the worker code itself raised: not worth a retry
-            self.give_up(flight.jobs, WorkerCrashError(_short(exc)))
+            self.give_up(flight.jobs, WorkerCrashError(short_error(exc)))
             return
         for item in results:
             self.result(flight, item)
@@ -296,7 +303,7 @@ class _Driver:
         if flight.attempt >= self.engine.max_retries:
             self.give_up(flight.jobs, WorkerCrashError(
                 f"the Ray worker died {flight.attempt + 1} times running this job: "
-                f"{_short(exc)}"))
+                f"{short_error(exc)}"))
             return
         self.work.appendleft((flight.jobs, flight.attempt + 1))
 

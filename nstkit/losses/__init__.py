@@ -6,6 +6,7 @@ from nstkit.losses.colour import ColourLoss
 from nstkit.losses.content import ContentLoss, content_loss
 from nstkit.losses.gram import STYLE_LAYERS, GramLoss, ShiftedGramLoss, gram_loss, gram_matrix
 from nstkit.losses.histogram import HistogramLoss, histogram_loss, match_histograms
+from nstkit.losses.keep import KeepLoss, keep_loss
 from nstkit.losses.mean_std import MeanStdLoss, channel_mean_std, mean_std_loss
 from nstkit.losses.sliced import SlicedWassersteinLoss, random_directions, sliced_wasserstein_loss
 from nstkit.losses.tv import TVLoss, tv_loss
@@ -17,6 +18,7 @@ __all__ = [
     "ContentLoss",
     "GramLoss",
     "HistogramLoss",
+    "KeepLoss",
     "LossTerm",
     "MeanStdLoss",
     "ShiftedGramLoss",
@@ -33,6 +35,7 @@ __all__ = [
     "gram_loss",
     "gram_matrix",
     "histogram_loss",
+    "keep_loss",
     "layer_weights",
     "match_histograms",
     "mean_std_loss",

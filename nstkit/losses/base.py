@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nstkit.layers import equal_weights
 
 LayerSpec = Mapping[str, float] | Sequence[str] | None
+
+
+@dataclass
+class Region:
+    """One styled region of a masked job (:attr:`Targets.regions`).
+
+    Attributes:
+        name: what names the region, its mask colour (``"#ff0000"``).
+        weight: ``(1 or B, 1, H, W)`` in ``[0, 1]`` at the content's ``(H, W)``: how much each
+            pixel belongs to the region (soft at its edges once resized).
+        style_images: the region's style images, each ``(1, 3, h, w)``, RGB in ``[0, 1]``.
+        style_features: per style image, layer name to ``(1, C, h_l, w_l)``.
+        style_blend: one weight per style image, summing to 1.
+        style_weights: per style image, ``(1, 1, h, w)`` in ``[0, 1]`` (the part of the style
+            image that counts, from a style mask), or ``None`` for all of it.
+    """
+
+    name: str
+    weight: torch.Tensor
+    style_images: list[torch.Tensor]
+    style_features: list[Mapping[str, torch.Tensor]]
+    style_blend: list[float]
+    style_weights: list[torch.Tensor | None]
 
 
 @dataclass
@@ -24,6 +48,14 @@ class Targets:
         style_images: one ``(1, 3, h, w)`` tensor per style image, RGB in ``[0, 1]``.
         style_features: per style image, layer name to ``(1, C, h_l, w_l)``.
         style_blend: one weight per style image, summing to 1.
+        guides: per-job images a caller hands to the terms, by name (``stylize(guides=...)``),
+            each ``(1 or B, C, H, W)`` at the content's ``(H, W)`` and on its device (resized
+            per stage, cropped per tile like ``content_image``); empty unless given. A video
+            passes the previous frame's result warped to this one and where it is valid.
+        regions: ``None`` for an unmasked job; else the styled regions of its mask
+            (:class:`Region`; a region that keeps the content is not listed). A term that
+            reads the style compares with each region's style over that region only
+            (:attr:`LossTerm.supports_masks`).
     """
 
     content_image: torch.Tensor
@@ -31,6 +63,38 @@ class Targets:
     style_images: list[torch.Tensor]
     style_features: list[dict[str, torch.Tensor]]
     style_blend: list[float]
+    guides: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    regions: list[Region] | None = None
+
+
+def fit_guides(guides: Mapping[str, torch.Tensor] | None,
+               content: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``guides`` resized to ``content``'s ``(H, W)`` (bilinear, antialiased when shrinking; no
+    clamping, so any values pass) and moved to its device, in the content's dtype.
+
+    Shape:
+        - guides: each ``(1, C, h, w)`` or ``(B, C, h, w)``, any ``C``.
+        - content: ``(B, 3, H, W)``.
+        - Output: each ``(1 or B, C, H, W)``.
+
+    Raises:
+        ValueError: a guide is not a 4-D tensor whose batch is 1 or the content's.
+    """
+    fitted: dict[str, torch.Tensor] = {}
+    for name, guide in (guides or {}).items():
+        if not isinstance(guide, torch.Tensor) or guide.dim() != 4 \
+                or guide.shape[0] not in (1, content.shape[0]):
+            shape = tuple(guide.shape) if isinstance(guide, torch.Tensor) else type(guide)
+            raise ValueError(f"guide {name!r} must be a (1 or {content.shape[0]}, C, H, W) "
+                             f"tensor, got {shape}")
+        guide = guide.detach().to(device=content.device, dtype=content.dtype)
+        shape = tuple(content.shape[-2:])
+        if tuple(guide.shape[-2:]) != shape:
+            shrink = guide.shape[-2] > shape[0] or guide.shape[-1] > shape[1]
+            guide = F.interpolate(guide, size=shape, mode="bilinear", align_corners=False,
+                                  antialias=shrink)
+        fitted[name] = guide
+    return fitted
 
 
 class Recording:
@@ -46,6 +110,10 @@ class Recording:
 
 STYLE_FIELDS = frozenset({"style_features", "style_images"})
 """The :class:`Targets` fields a term that reads the style reads."""
+
+PLACE_FIELDS = frozenset({"content_image", "content_features", "guides", "regions"})
+"""The :class:`Targets` fields that depend on where in the image a term looks (a tiled stage
+prepares a term that reads one of them per tile)."""
 
 
 def layer_weights(layers: LayerSpec, default: Sequence[str]) -> dict[str, float]:
@@ -72,6 +140,13 @@ class LossTerm(nn.Module):
     that do. ``None`` (undeclared) works everywhere except with a ``strength`` other than 1.
     :func:`nstkit.testing.check_loss` checks a declaration against what ``prepare`` reads.
 
+    ``supports_masks``: whether the term handles region masks (:attr:`Targets.regions`). A
+    :class:`StatisticLoss` that declares ``True`` takes per-position ``weights`` in
+    :meth:`StatisticLoss.statistics` and nstkit does the rest (per-region targets, guided
+    statistics, tiles); any other term that declares ``True`` reads ``targets.regions`` in its
+    :meth:`prepare` itself. A masked job refuses a term that reads the style and does not
+    declare ``True``; terms that do not read the style (content, TV) apply everywhere.
+
     Args:
         layers: layer names (equal weights), a mapping of layer name to weight, or ``None``
             for ``default_layers``.
@@ -79,6 +154,7 @@ class LossTerm(nn.Module):
 
     default_layers: tuple[str, ...] = ()
     reads_style: ClassVar[bool | None] = None
+    supports_masks: ClassVar[bool | None] = None
 
     def __init__(self, layers: LayerSpec = None) -> None:
         super().__init__()
@@ -120,6 +196,28 @@ def positions(features: torch.Tensor) -> int:
     return features.shape[-2] * features.shape[-1]
 
 
+def flat_weights(weights: Mapping[str, torch.Tensor] | None, layer: str,
+                 features: torch.Tensor) -> torch.Tensor | None:
+    """``weights[layer]`` flattened to ``(1 or B, 1, H_l W_l)`` in ``features``' dtype and on
+    its device, or ``None`` when there are no weights for ``layer``.
+
+    Shape:
+        - weights[layer]: ``(1 or B, 1, H_l, W_l)``; features: ``(B, C, H_l, W_l)``.
+
+    Raises:
+        ValueError: the weights do not cover the layer's positions.
+    """
+    if weights is None or layer not in weights:
+        return None
+    weight = weights[layer]
+    if weight.dim() != 4 or weight.shape[1] != 1 or weight.shape[-2:] != features.shape[-2:] \
+            or weight.shape[0] not in (1, features.shape[0]):
+        raise ValueError(f"weights at {layer!r} must be (1 or {features.shape[0]}, 1, "
+                         f"{features.shape[-2]}, {features.shape[-1]}), got "
+                         f"{tuple(weight.shape)}")
+    return weight.flatten(2).to(features)
+
+
 class StatisticLoss(LossTerm):
     """A term that sees the image only through means over positions of per-position statistics
     (a Gram matrix is the mean of ``F F^T`` over positions).
@@ -128,13 +226,23 @@ class StatisticLoss(LossTerm):
     partition the image, divided by the positions, are the whole image's means. A tiled
     stylisation (``tiling:``) uses that to match the whole image's statistics, not each tile's.
     Subclasses implement :meth:`statistics`, :meth:`loss_from_means` and :meth:`set_targets`;
-    :meth:`prepare` and :meth:`forward` follow from them.
+    :meth:`prepare` and :meth:`forward` follow from them. One that declares
+    ``supports_masks = True`` accepts ``weights`` in :meth:`statistics`, and a masked job then
+    matches each region's weighted means to that region's style
+    (:class:`nstkit.losses.guided.GuidedStatistic`).
     """
 
     reads_style = True
 
-    def statistics(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Per layer in ``self.layers``, the SUM over positions of the statistic, ``(B, ...)``."""
+    def statistics(self, features: Mapping[str, torch.Tensor],
+                   weights: Mapping[str, torch.Tensor] | None = None
+                   ) -> dict[str, torch.Tensor]:
+        """Per layer in ``self.layers``, the SUM over positions of the statistic, ``(B, ...)``.
+
+        With ``weights`` (only for ``supports_masks = True``), the sum of each position's
+        statistic times its weight: per layer ``(1 or B, 1, H_l, W_l)``, non-negative, the
+        layer's positions; a layer missing from ``weights`` weighs every position 1.
+        """
         raise NotImplementedError
 
     def loss_from_means(self, means: Mapping[str, torch.Tensor]) -> torch.Tensor:

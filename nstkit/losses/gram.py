@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from nstkit.layers import GATYS_STYLE_LAYERS
-from nstkit.losses.base import LayerSpec, StatisticLoss
+from nstkit.losses.base import LayerSpec, StatisticLoss, flat_weights
 
 STYLE_LAYERS = GATYS_STYLE_LAYERS
 
@@ -28,6 +28,23 @@ def gram_matrix(features: torch.Tensor, shift: float = 0.0) -> torch.Tensor:
     if shift:
         flat = flat + shift
     return torch.bmm(flat, flat.transpose(1, 2)) / (h * w)
+
+
+def guided_gram(features: torch.Tensor, weights: torch.Tensor, shift: float = 0.0
+                ) -> torch.Tensor:
+    """Guided Gram matrix (Gatys et al. 2017): ``Σ_p w_p (F_p + s)(F_p + s)^T / Σ_p w_p``, the
+    Gram of the positions a mask weighs (``w = 1`` everywhere gives :func:`gram_matrix`).
+
+    Shape:
+        - features: ``(B, C, H, W)``; weights: ``(1 or B, 1, H, W)``, non-negative, with a
+          positive sum per image.
+        - Output: ``(B, C, C)``.
+    """
+    flat = features.flatten(2) + shift
+    w = flat_weights({"x": weights}, "x", features)
+    assert w is not None
+    total = w.sum(-1, keepdim=True).expand(flat.shape[0], 1, 1)
+    return torch.bmm(flat * w, flat.transpose(1, 2)) / total
 
 
 def gram_loss(gram: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -59,18 +76,24 @@ class GramLoss(StatisticLoss):
 
     default_layers = STYLE_LAYERS
     default_shift = 0.0
+    supports_masks = True
 
     def __init__(self, layers: LayerSpec = None, shift: float | None = None) -> None:
         super().__init__(layers)
         self.shift = self.default_shift if shift is None else float(shift)
         self.targets: dict[str, torch.Tensor] = {}
 
-    def statistics(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``(F + s)(F + s)^T`` summed over positions, ``(B, C, C)`` per layer."""
+    def statistics(self, features: Mapping[str, torch.Tensor],
+                   weights: Mapping[str, torch.Tensor] | None = None
+                   ) -> dict[str, torch.Tensor]:
+        """``(F + s)(F + s)^T`` summed over positions (each times its weight, if given),
+        ``(B, C, C)`` per layer."""
         sums = {}
         for layer in self.layers:
             flat = features[layer].flatten(2) + self.shift
-            sums[layer] = torch.bmm(flat, flat.transpose(1, 2))
+            w = flat_weights(weights, layer, features[layer])
+            left = flat if w is None else flat * w
+            sums[layer] = torch.bmm(left, flat.transpose(1, 2))
         return sums
 
     def means(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

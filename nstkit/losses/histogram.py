@@ -70,6 +70,7 @@ class HistogramLoss(LossTerm):
 
     default_layers = HISTOGRAM_LAYERS
     reads_style = True
+    supports_masks = False  # exact histogram matching of every position: no weighted form
 
     def __init__(self, layers: LayerSpec = None) -> None:
         super().__init__(layers)

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from nstkit.losses.base import LayerSpec, StatisticLoss
+from nstkit.losses.base import LayerSpec, StatisticLoss, flat_weights
 
 MEAN_STD_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 """Huang & Belongie's style layers: the first ReLU of VGG blocks 1 to 4."""
@@ -64,6 +64,7 @@ class MeanStdLoss(StatisticLoss):
     """
 
     default_layers = MEAN_STD_LAYERS
+    supports_masks = True
 
     def __init__(self, layers: LayerSpec = None, eps: float = 1e-5) -> None:
         super().__init__(layers)
@@ -72,12 +73,17 @@ class MeanStdLoss(StatisticLoss):
         self.eps = float(eps)
         self.targets: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def statistics(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``F`` and ``F^2`` summed over positions, stacked: ``(B, 2, C)`` per layer."""
+    def statistics(self, features: Mapping[str, torch.Tensor],
+                   weights: Mapping[str, torch.Tensor] | None = None
+                   ) -> dict[str, torch.Tensor]:
+        """``F`` and ``F^2`` summed over positions (each times its weight, if given),
+        stacked: ``(B, 2, C)`` per layer."""
         sums = {}
         for layer in self.layers:
             flat = features[layer].flatten(2)
-            sums[layer] = torch.stack([flat.sum(-1), flat.square().sum(-1)], dim=1)
+            w = flat_weights(weights, layer, features[layer])
+            weighted = flat if w is None else flat * w
+            sums[layer] = torch.stack([weighted.sum(-1), (weighted * flat).sum(-1)], dim=1)
         return sums
 
     def _mean_std(self, moments: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

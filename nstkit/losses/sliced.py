@@ -93,6 +93,7 @@ class SlicedWassersteinLoss(LossTerm):
 
     default_layers = SLICED_LAYERS
     reads_style = True
+    supports_masks = False  # sorted projections of every position: no weighted form here
 
     def __init__(self, layers: LayerSpec = None, projections: int | None = None,
                  seed: int = 0) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import torch
 
 from nstkit.layers import GATYS_STYLE_LAYERS
-from nstkit.losses.base import LayerSpec, StatisticLoss
+from nstkit.losses.base import LayerSpec, StatisticLoss, flat_weights
 
 WASSERSTEIN_LAYERS = GATYS_STYLE_LAYERS
 
@@ -262,6 +262,7 @@ class WassersteinLoss(StatisticLoss):
     """
 
     default_layers = WASSERSTEIN_LAYERS
+    supports_masks = True
 
     def __init__(self, layers: LayerSpec = None, eps: float = 1e-3, root: str = "eigh",
                  iterations: int = SQRTM_ITERATIONS) -> None:
@@ -273,19 +274,25 @@ class WassersteinLoss(StatisticLoss):
         self.center: dict[str, torch.Tensor] = {}
         self.targets: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
 
-    def statistics(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``[F - c; 1] [F - c; 1]^T`` summed over positions, ``(B, C + 1, C + 1)`` per layer
-        (``c`` the style's mean once the targets are set, else 0): the sums of ``F - c`` in
-        the last column and row, the number of positions in the corner."""
+    def statistics(self, features: Mapping[str, torch.Tensor],
+                   weights: Mapping[str, torch.Tensor] | None = None
+                   ) -> dict[str, torch.Tensor]:
+        """``[F - c; 1] [F - c; 1]^T`` summed over positions (each times its weight, if
+        given), ``(B, C + 1, C + 1)`` per layer (``c`` the style's mean once the targets are
+        set, else 0): the sums of ``F - c`` in the last column and row, the number of
+        positions (the sum of the weights) in the corner."""
         sums = {}
         for layer in self.layers:
             flat = _working(features[layer].flatten(2))
             if layer in self.center:
                 flat = flat - self.center[layer].to(flat).unsqueeze(-1)
+            w = flat_weights(weights, layer, flat.unflatten(-1, features[layer].shape[-2:]))
+            left = flat if w is None else flat * w
             with _exact(flat.device):
-                second = flat @ flat.mT
-            first = flat.sum(-1)
-            count = torch.full_like(first[:, :1], flat.shape[-1])
+                second = left @ flat.mT
+            first = left.sum(-1)
+            count = torch.full_like(first[:, :1], flat.shape[-1]) if w is None \
+                else w.sum(-1).expand(first.shape[0], 1).to(first)
             top = torch.cat([second, first.unsqueeze(-1)], dim=-1)
             bottom = torch.cat([first, count], dim=-1).unsqueeze(1)
             sums[layer] = torch.cat([top, bottom], dim=1)

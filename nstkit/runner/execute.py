@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image, ImageOps
 
 from nstkit.components import build_extractor, resolve_device
 from nstkit.config import INIT_CHOICES
 from nstkit.image import load_image, print_info, resize_longest, save_image
+from nstkit.masks import decode_mask, find_mask
 from nstkit.memory import estimate_for_recipe
 from nstkit.memory_plan import MemoryPlanError
 from nstkit.optimisation import StyleCache
@@ -67,17 +69,31 @@ class RunOptions:
     planned_at: float = field(default_factory=time.time)
 
 
+def job_mask(job: Job, recipe: Recipe) -> Path | None:
+    """The region mask of ``job``'s photo when the recipe has ``regions``
+    (:func:`nstkit.masks.find_mask`: in the recipe's ``masks`` folder, else beside the photo);
+    ``None`` without ``regions`` or without a mask (the photo runs unmasked)."""
+    config = recipe.config
+    if config.regions is None:
+        return None
+    return find_mask(job.content, Path(config.masks) if config.masks else None)
+
+
 def is_done(job: Job, record: dict[str, Any] | None, recipe: Recipe, out_dir: Path,
             hashes: Callable[[Path], str]) -> bool:
     """The job's output exists, is the one its record describes, from the same recipe and
-    the same input bytes."""
+    the same input bytes (its region mask's too: a changed, added or removed mask redoes
+    it)."""
     target = out_dir / job.output
     if record is None or record.get("status") != "done" or not target.is_file():
         return False
     try:
+        mask = job_mask(job, recipe)
         return (record.get("recipe_hash") == recipe.hash
                 and record.get("content", {}).get("sha256") == hashes(job.content)
                 and record.get("style", {}).get("sha256") == hashes(job.style)
+                and (record.get("mask") or {}).get("sha256") == (hashes(mask) if mask
+                                                                 else None)
                 and record.get("output_sha256") == file_sha256(target))
     except OSError:
         return False
@@ -100,7 +116,8 @@ def group_jobs(jobs: Sequence[Job], recipe: Recipe, batch_size: int) -> list[lis
     """Batches of up to ``batch_size`` jobs sharing a style, for the recipes that can run
     batched (batch size 1, or any other recipe: one job each)."""
     config = recipe.config
-    if batch_size <= 1 or config.preserve_colour or config.init not in INIT_CHOICES:
+    if batch_size <= 1 or config.preserve_colour or config.init not in INIT_CHOICES \
+            or config.regions is not None:  # a mask per photo
         return [[job] for job in jobs]
     by_style: dict[Path, list[Job]] = {}
     for job in jobs:
@@ -143,6 +160,7 @@ class Runner:
         self.recorder = recorder if recorder is not None else JobRecorder(
             recipe, str(self.device), ManifestWriter(options.out, options.shard), report,
             shard=options.shard)
+        self.masks: dict[Job, dict[str, Any] | None] = {}
 
     @property
     def summary(self) -> RunSummary:
@@ -185,15 +203,34 @@ class Runner:
         for items in loaded.values():
             self.run_jobs([job for job, _ in items], torch.cat([img for _, img in items]))
 
+    def check_mask(self, job: Job) -> Path | None:
+        """Find and check ``job``'s region mask (see :func:`job_mask`), keeping what its
+        record says of it (path, sha256, warnings such as a resize); ``None``: unmasked.
+
+        Raises:
+            MaskError: the mask cannot be used for this photo.
+        """
+        mask = job_mask(job, self.recipe)
+        if mask is None:
+            self.masks[job] = None
+            return None
+        with Image.open(job.content) as photo:
+            size = ImageOps.exif_transpose(photo).size
+        _, warnings = decode_mask(mask, list(self.config.regions or {}), (size[1], size[0]))
+        self.masks[job] = {"path": str(mask), "sha256": self.recorder.hashes(mask),
+                           "warnings": warnings}
+        return mask
+
     def run_jobs(self, jobs: list[Job], content: Any) -> None:
         start = time.perf_counter()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         try:
+            mask = self.check_mask(jobs[0]) if len(jobs) == 1 else None
             result = stylize(content, jobs[0].style, self.config, device=self.device,
                              host=self.host, job_name=jobs[0].output, cache=self.cache,
                              job_extra={"outputs": [job.output for job in jobs],
-                                        "recipe": self.recipe.name})
+                                        "recipe": self.recipe.name}, mask=mask)
         except torch.cuda.OutOfMemoryError as exc:
             torch.cuda.empty_cache()
             if len(jobs) > 1:  # retry one at a time before giving up
@@ -250,9 +287,11 @@ class Runner:
             except Exception as exc:
                 self.recorder.failed([job], exc, seconds)
                 continue
+            extra = {"mask": self.masks.pop(job, None)} if self.config.regions is not None \
+                else {}
             self.recorder.done(job, seconds, losses, size=list(result.image.shape[-2:]),
                                stages=result.stages, batch_size=len(jobs),
-                               output_sha256=digest)
+                               output_sha256=digest, **extra)
 
 
 def run_batch(recipe: Recipe, jobs: Sequence[Job], options: RunOptions, host: PluginHost,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nstkit.errors import NstkitError
+from nstkit.masks import is_mask_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 _UNSAFE = re.compile(r"[^\w.+-]+")
@@ -33,7 +34,8 @@ def find_images(path: Path, recursive: bool = False, what: str = "input",
                 exclude: Path | None = None) -> list[Path]:
     """``path`` itself if it is a file, else the images in the folder, sorted by path.
 
-    Files under ``exclude`` (the output folder) are never inputs.
+    Files under ``exclude`` (the output folder) are never inputs, nor are region masks
+    (``*.mask.png``, :func:`nstkit.masks.is_mask_file`) in a folder.
 
     Raises:
         NstkitError: the path does not exist, or the folder holds no images.
@@ -47,7 +49,7 @@ def find_images(path: Path, recursive: bool = False, what: str = "input",
     found = path.rglob("*") if recursive else path.iterdir()
     skip = exclude.resolve() if exclude is not None else None
     images = sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                    and not p.name.startswith(".")
+                    and not p.name.startswith(".") and not is_mask_file(p)
                     and (skip is None or not p.resolve().is_relative_to(skip)))
     if not images:
         hint = "" if recursive else " (add --recursive to search sub-folders)"

@@ -27,9 +27,10 @@ import torch
 from nstkit.losses import StatisticLoss, Targets
 from nstkit.optimisation import WeightedTerm, check_scalar, extract, start_terms
 from nstkit.tiling.grid import Tile, TileGrid, crop
-from nstkit.tiling.targets import statistic_means
+from nstkit.tiling.targets import locate, statistic_means
 
 TileTargets = Callable[[Tile], Targets]
+TermTileTargets = Callable[[int, Tile], Targets]
 
 
 class TiledImage:
@@ -43,18 +44,22 @@ class TiledImage:
         style: ``"global"`` (whole-image statistics) or ``"local"`` (each tile's).
         positional: indices of terms to prepare per tile with ``tile_targets(tile)``.
         memory_format: the windows' memory format (channels-last on CUDA).
+        term_tile_targets: ``(index, tile)`` -> the targets to prepare positional term
+            ``index`` with (terms with targets of their own); else ``tile_targets(tile)``.
     """
 
     def __init__(self, terms: Sequence[WeightedTerm], extractor: Any, layers: Sequence[str],
                  precision: str, grid: TileGrid, strides: Mapping[str, int], style: str,
                  generator: torch.Generator | None = None, positional: set[int] | None = None,
                  tile_targets: TileTargets | None = None,
-                 memory_format: torch.memory_format = torch.contiguous_format) -> None:
+                 memory_format: torch.memory_format = torch.contiguous_format,
+                 term_tile_targets: TermTileTargets | None = None) -> None:
         self.terms, self.extractor, self.layers = list(terms), extractor, list(layers)
         self.precision, self.base, self.grid = precision, grid, grid
         self.strides, self.generator = dict(strides), generator
         self.positional, self.tile_targets = positional or set(), tile_targets
         self.memory_format = memory_format
+        self.term_tile_targets = term_tile_targets
         self.statistic = [i for i, t in enumerate(self.terms)
                           if style == "global" and isinstance(t.module, StatisticLoss)]
 
@@ -105,6 +110,7 @@ class TiledImage:
         if local or backward:
             for tile in self.grid:
                 self._tile(image, tile, backward, local, sums, slopes, counts)
+            locate([t.module for t in self.terms], self.grid, None, self.strides)
         ordered = [values[i] if i in values else sums[i] for i in range(len(self.terms))]
         return [*ordered, torch.stack(ordered).sum()]
 
@@ -114,6 +120,7 @@ class TiledImage:
         """One tile's pass: local terms' shares into ``sums``, its gradient into image.grad."""
         window = self._window(image, tile, backward)
         share = tile.pixels / (image.shape[-2] * image.shape[-1])
+        locate([t.module for t in self.terms], self.grid, tile, self.strides)
         with torch.set_grad_enabled(backward):
             features = self._features(window, tile)
             rows, cols = tile.image_core()
@@ -125,7 +132,9 @@ class TiledImage:
                                             for k in slope)
             for index in local:
                 term = self.terms[index]
-                if index in self.positional and self.tile_targets is not None:
+                if index in self.positional and self.term_tile_targets is not None:
+                    term.module.prepare(self.term_tile_targets(index, tile))
+                elif index in self.positional and self.tile_targets is not None:
                     term.module.prepare(self.tile_targets(tile))
                 value = share * term.weight * check_scalar(term, term.module(core, features))
                 sums[index] = sums[index] + value.detach()
