@@ -202,8 +202,10 @@ def resize_to(image: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:
-    """``(3, H, W)`` or ``(1, 3, H, W)`` RGB in ``[0, 1]`` to an 8-bit PIL image."""
-    pixels = _one(image).detach().float().clamp(0, 1).cpu().mul(255).byte()  # as torchvision's
+    """``(3, H, W)`` or ``(1, 3, H, W)`` RGB in ``[0, 1]`` to an 8-bit PIL image,
+    ``round(x * 255)`` (as torchvision's ``save_image``; truncating darkens by half a level on
+    average)."""
+    pixels = _one(image).detach().float().clamp(0, 1).cpu().mul(255).round().byte()
     return Image.fromarray(pixels.permute(1, 2, 0).contiguous().numpy())
 
 
