@@ -1,6 +1,6 @@
 """Helpers for the tests of nstkit plugins: a host with only your plugin, tiny generated images,
-small real photos as files, a tiny stand-in for VGG19, and contract checks for loss terms and
-optimisers.
+small real photos as files, a tiny stand-in for VGG19 (and a plugin registering it as the
+extractor ``tiny``), and contract checks for loss terms and optimisers.
 
 Everything here is self-contained (no downloads, no GPU; only :func:`sample_images` writes
 files, where you ask it to), so a plugin's tests run anywhere nstkit is installed::
@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from nstkit.extractors import FeatureExtractor
+from nstkit.hookspecs import Register, hookimpl
 from nstkit.layers import vgg_aliases, vgg_layer_names
 from nstkit.losses.base import (
     STYLE_FIELDS,
@@ -46,13 +47,15 @@ from nstkit.losses.base import (
     fit_guides,
 )
 from nstkit.optimisation import compute_targets
-from nstkit.plugins import PluginHost
+from nstkit.plugins import PluginHost, get_host
 from nstkit.result import StyleResult
 from nstkit.samples import sample_images
 
 __all__ = [
     "TinyExtractor",
+    "TinyExtractorPlugin",
     "TinyImages",
+    "add_tiny_extractor",
     "check_loss",
     "check_optimizer",
     "make_host",
@@ -245,6 +248,36 @@ class TinyExtractor(FeatureExtractor):
             if index in wanted:
                 out[wanted[index]] = x
         return out
+
+
+def _tiny_extractor(pooling: str = "max", weights: str | None = None) -> TinyExtractor:
+    """A tiny stand-in for VGG19 (tests); takes VGG19's options and ignores them."""
+    return TinyExtractor()
+
+
+class TinyExtractorPlugin:
+    """A plugin registering :class:`TinyExtractor` as the extractor ``tiny``, so a recipe with
+    ``extractor: {name: tiny}`` (its other options, such as ``pooling``, are ignored) runs a
+    command end to end in milliseconds: ``make_host(my_plugin, TinyExtractorPlugin())``, or
+    :func:`add_tiny_extractor` for the process-wide host the commands use."""
+
+    @hookimpl
+    def register_extractors(self, register: Register) -> None:
+        register("tiny", _tiny_extractor)
+
+
+def add_tiny_extractor(host: PluginHost | None = None) -> PluginHost:
+    """Add :class:`TinyExtractorPlugin` (as the plugin ``tiny-extractor``) to ``host``, by
+    default the process-wide one (:func:`nstkit.plugins.get_host`) that the commands use;
+    nothing happens when the host already has an extractor ``tiny``.
+
+    Returns:
+        The host.
+    """
+    host = host if host is not None else get_host()
+    if "tiny" not in host.extractors:
+        host.add(TinyExtractorPlugin(), name="tiny-extractor")
+    return host
 
 
 @_one_thread()

@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from nstkit.cli import app, samples_dir
+from nstkit.cli.common import run_errors
+from nstkit.cli.options import DryRun, FailFast, Shard, shard_option
+from nstkit.errors import NstkitError
 from nstkit.image import load_image
 
 runner = CliRunner()
@@ -91,3 +98,66 @@ def test_an_image_too_small_for_the_layers_is_a_clear_job_error(tiny, tmp_path) 
     assert ("ValueError: " + str(wide) + ": a 11x16 px image is too small for layer 'relu5_1'"
             in " ".join(result.output.split()))  # rich may wrap the long line
     assert "(asked for size 16)" in " ".join(result.output.split())
+
+
+# --- what command modules share: nstkit.cli.options and nstkit.cli.common ---------------------
+
+ERRORS = {"ctrl-c": KeyboardInterrupt(), "nstkit": NstkitError("the recipe is bad"),
+          "disk": OSError(28, "No space left on device")}
+shared = typer.Typer()
+
+
+@shared.command()
+def go(out: Path, dry_run: DryRun = False, shard: Shard = None, fail_fast: FailFast = False,
+       error: Annotated[str, typer.Option("--raise")] = "") -> None:
+    """A command with the shared options: echoes them, then raises ERRORS[--raise] inside
+    run_errors(OUT)."""
+    print(f"dry_run={dry_run} shard={shard_option(shard)} fail_fast={fail_fast}")
+    with run_errors(out):
+        if error:
+            raise ERRORS[error]
+    print("finished")
+
+
+def test_the_shared_run_options_parse_and_default() -> None:
+    given = runner.invoke(shared, ["o", "--dry-run", "--shard", "1/4", "--fail-fast"])
+    assert given.exit_code == 0, given.output
+    assert given.output.splitlines() == ["dry_run=True shard=(1, 4) fail_fast=True", "finished"]
+    default = runner.invoke(shared, ["o"])
+    assert default.output.splitlines()[0] == "dry_run=False shard=None fail_fast=False"
+    shown = runner.invoke(shared, ["--help"], env={"COLUMNS": "200"}).output
+    assert "Print the planned jobs and stop." in shown
+    assert "Stop at the first failed job." in shown
+    assert "Run shard I of N (0-based), e.g. 0/4, for job arrays" in shown
+
+
+def test_shard_option_reads_i_of_n_auto_or_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert shard_option(None) is None
+    assert shard_option("") is None
+    assert shard_option(" 2 / 8 ") == (2, 8)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert shard_option(" auto ") == (1, 3)
+    with pytest.raises(NstkitError, match=r"--shard must be I/N with 0 <= I < N \(e\.g\. 0/4\), "
+                                          r"got '3/3'"):
+        shard_option("3/3")
+
+
+@pytest.mark.parametrize(("error", "code", "message"), [
+    ("ctrl-c", 130, ""),
+    ("nstkit", 2, "error: the recipe is bad"),
+    ("disk", 1, "error: writing to OUT failed: [Errno 28] No space left on device"),
+])
+def test_run_errors_turn_the_end_of_a_run_into_exit_codes(error: str, code: int,
+                                                          message: str) -> None:
+    result = runner.invoke(shared, ["OUT", "--raise", error])
+    assert result.exit_code == code
+    assert result.stdout.splitlines() == ["dry_run=False shard=None fail_fast=False"]
+    assert result.stderr.splitlines() == ([message] if message else [])
+
+
+def test_run_errors_let_other_errors_through(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="a bug"), run_errors(tmp_path):
+        raise ValueError("a bug")
+    with run_errors(tmp_path):
+        pass

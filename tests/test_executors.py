@@ -215,6 +215,30 @@ def test_job_recorder_builds_the_manifest_records(tiny: Path) -> None:
     assert "worker" not in records[0]
 
 
+def test_input_hashes_cache_the_default_file_sha256_or_the_given_digest(tmp_path: Path) -> None:
+    import hashlib
+
+    from nstkit.runner.record import InputHashes
+
+    image = tmp_path / "a.png"
+    image.write_bytes(b"pixels")
+    hashes = InputHashes()
+    assert hashes(image) == hashlib.sha256(b"pixels").hexdigest()
+    image.write_bytes(b"changed")  # computed once per run
+    assert hashes(image) == hashlib.sha256(b"pixels").hexdigest()
+
+    asked: list[Path] = []
+
+    def folder_digest(path: Path) -> str:
+        asked.append(path)
+        return f"digest of {path.name}"
+
+    frames = InputHashes(folder_digest)
+    assert [frames(tmp_path), frames(tmp_path), frames(image)] == [
+        f"digest of {tmp_path.name}", f"digest of {tmp_path.name}", "digest of a.png"]
+    assert asked == [tmp_path, image]
+
+
 def test_the_progress_relay_sends_every_step_in_batches() -> None:
     from nstkit.executors.ray_worker import ProgressRelay
     from nstkit.job import JobInfo

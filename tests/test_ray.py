@@ -1,6 +1,8 @@
 """The ``ray`` engine on a local Ray cluster with two fake GPUs (CPU only, started once per
 session): every job once, one actor per GPU, crashes and transient errors retried, permanent
-errors recorded once, resume, and the CLI against ``ray start --head``."""
+errors recorded once, resume, and the CLI against ``ray start --head`` (marked slow: the
+cluster's daemons and workers are processes); and, without a cluster, what a task asks for
+and the variables workers are given (:func:`task_options`, :func:`worker_env`)."""
 
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install nstkit[ray])")
 
+from nstkit.errors import NstkitError  # noqa: E402
 from nstkit.executors import RunRequest  # noqa: E402
-from nstkit.executors.ray import RayExecutor  # noqa: E402
+from nstkit.executors.ray import RayExecutor, task_options, worker_env  # noqa: E402
 from nstkit.hookspecs import hookimpl  # noqa: E402
 from nstkit.plugins import get_host  # noqa: E402
 from nstkit.recipe import load_recipe  # noqa: E402
@@ -33,8 +36,6 @@ ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 # random VGG16 weights build faster in each worker than the original VGG19 ones load
 RECIPE = ["size=32", "optimizer.iterations=2", "extractor.name=vgg16", "extractor.weights=random"]
-
-pytestmark = pytest.mark.slow  # a local Ray cluster: its daemons and workers are processes
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +125,7 @@ def _starts(path: Path) -> list[str]:
     return sorted(path.read_text().splitlines()) if path.exists() else []
 
 
+@pytest.mark.slow
 def test_every_job_runs_once_one_actor_per_gpu_and_a_rerun_skips_all(
         ray_cluster, tiny: Path, tmp_path: Path, records) -> None:
     out, starts, display = tmp_path / "out", tmp_path / "starts.txt", Display()
@@ -148,6 +150,7 @@ def test_every_job_runs_once_one_actor_per_gpu_and_a_rerun_skips_all(
     assert len(records(out)) == 4
 
 
+@pytest.mark.slow
 def test_a_crashed_worker_is_restarted_and_its_job_retried(
         ray_cluster, tiny: Path, tmp_path: Path, records) -> None:
     out, starts = tmp_path / "out", tmp_path / "starts.txt"
@@ -163,6 +166,7 @@ def test_a_crashed_worker_is_restarted_and_its_job_retried(
     assert len(records(out)) == 4  # the crash itself left no record
 
 
+@pytest.mark.slow
 def test_transient_errors_are_retried_boundedly_and_permanent_ones_recorded_once(
         ray_cluster, tiny: Path, tmp_path: Path, records) -> None:
     content = tmp_path / "content"
@@ -192,6 +196,7 @@ def test_transient_errors_are_retried_boundedly_and_permanent_ones_recorded_once
     assert _starts(starts) == [flaky] * 3 + [hopeless] * 3
 
 
+@pytest.mark.slow
 def test_cli_engine_ray_uses_the_running_session(ray_cluster, tiny: Path,
                                                  tmp_path: Path, invoke, records, fast) -> None:
     out = tmp_path / "out"
@@ -207,6 +212,7 @@ def test_cli_engine_ray_uses_the_running_session(ray_cluster, tiny: Path,
     assert "2 job(s) already done" in again.output
 
 
+@pytest.mark.slow
 def test_compare_through_ray_matches_the_local_engine(ray_cluster, tiny: Path, tmp_path: Path,
                                                      invoke, records) -> None:
     """``compare --engine ray`` makes the outputs, records and loss curves the local engine
@@ -284,6 +290,7 @@ def ray_head():
             current.unlink()  # as ray stop does: auto must not find a cluster that is gone
 
 
+@pytest.mark.slow
 def test_cli_against_ray_start_head_with_address_auto(ray_head, tiny: Path,
                                                       tmp_path: Path, records, fast) -> None:
     out = tmp_path / "out"
@@ -301,3 +308,31 @@ def test_cli_against_ray_start_head_with_address_auto(ray_head, tiny: Path,
                             capture_output=True, text=True, env=env, timeout=120)
     assert status.returncode == 0, status.stdout
     assert json.loads((out / "plan.json").read_text())["shards"] == 1
+
+
+@pytest.mark.parametrize(("device", "gpus", "ask"), [
+    ("auto", 2, {"num_gpus": 1}), ("cuda", 1, {"num_gpus": 1}), ("cuda:1", 4, {"num_gpus": 1}),
+    ("cpu", 2, {"num_cpus": 1}), ("auto", 0, {"num_cpus": 1}), ("cpu", 0, {"num_cpus": 1}),
+])
+def test_task_options_ask_for_a_gpu_where_the_cluster_has_them(
+        monkeypatch: pytest.MonkeyPatch, device: str, gpus: int, ask: dict) -> None:
+    resources = {"CPU": 8.0, **({"GPU": float(gpus)} if gpus else {})}
+    monkeypatch.setattr(ray, "cluster_resources", lambda: resources)
+    assert task_options(device) == ask
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_task_options_refuse_cuda_on_a_cluster_without_gpus(monkeypatch: pytest.MonkeyPatch,
+                                                            device: str) -> None:
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
+    with pytest.raises(NstkitError, match=rf"^--device {device}: the Ray cluster has no GPU$"):
+        task_options(device)
+
+
+def test_worker_env_passes_the_nstkit_variables_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in [key for key in os.environ if key.startswith("NSTKIT_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("NSTKIT_DEBUG", "1")
+    monkeypatch.setenv("NSTKIT_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.setenv("NOT_NSTKIT_X", "2")
+    assert worker_env() == {"NSTKIT_DEBUG": "1", "NSTKIT_DISABLE_PLUGIN_AUTOLOAD": "1"}

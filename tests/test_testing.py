@@ -11,8 +11,11 @@ import torch
 from nstkit import losses, optim
 from nstkit.errors import PluginError
 from nstkit.losses import LossTerm
+from nstkit.plugins import get_host
 from nstkit.testing import (
     TinyExtractor,
+    TinyExtractorPlugin,
+    add_tiny_extractor,
     check_loss,
     check_optimizer,
     make_host,
@@ -46,10 +49,10 @@ def test_make_host_has_the_builtins_and_the_given_plugins_only(monkeypatch, make
     plugin = make_plugin(register_losses=lambda register: register("brightness", Brightness))
     host = make_host(plugin)
     assert host.losses.names() == ["brightness", "colour", "content", "gram", "histogram",
-                                   "mean_std", "shifted_gram", "sliced_wasserstein", "tv",
-                                   "wasserstein"]
+                                   "keep", "mean_std", "shifted_gram", "sliced_wasserstein",
+                                   "tv", "wasserstein"]
     assert make_host().losses.names() == [
-        "colour", "content", "gram", "histogram", "mean_std", "shifted_gram",
+        "colour", "content", "gram", "histogram", "keep", "mean_std", "shifted_gram",
         "sliced_wasserstein", "tv", "wasserstein"]
     assert "installed" not in {info.name for info in host.info()}
 
@@ -98,6 +101,32 @@ def test_tiny_extractor_mirrors_vgg19_names_and_shapes() -> None:
     assert extractor(tiny_images(32).content, []) == {}
     again = TinyExtractor()(tiny_images(32).content, ["relu4_2"])["relu4_2"]
     assert torch.equal(again, features["relu4_2"])  # fixed seed
+
+
+def test_tiny_extractor_plugin_registers_tiny_for_recipes_by_name() -> None:
+    from nstkit.stylisation import stylize
+
+    host = make_host(TinyExtractorPlugin())
+    assert "tiny" not in make_host().extractors
+    built = host.extractors.entry("tiny").factory(pooling="avg", weights="original")
+    assert isinstance(built, TinyExtractor)  # VGG19's options are taken and ignored
+
+    images = tiny_images(32)
+    result = stylize(images.content, [images.style], extractor="tiny", pooling="avg",
+                     iterations=2, size=None, device="cpu", host=host)
+    assert result.image.shape == (1, 3, 32, 32)
+    assert torch.isfinite(result.image).all()
+
+
+def test_add_tiny_extractor_adds_it_once_to_the_given_or_process_host() -> None:
+    host = make_host()
+    assert add_tiny_extractor(host) is host
+    assert add_tiny_extractor(host) is host  # a second call changes nothing
+    assert host.has("tiny-extractor")
+    assert "tiny" in host.extractors
+    assert "tiny" not in get_host().extractors
+    assert add_tiny_extractor() is get_host()
+    assert "tiny" in get_host().extractors
 
 
 def test_stylize_tiny_runs_a_plugin_loss_end_to_end(make_plugin) -> None:

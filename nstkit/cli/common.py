@@ -6,6 +6,8 @@ Imports no torch: commands that compute import it inside.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -37,6 +39,32 @@ def fail(error: Exception) -> NoReturn:
     else:
         err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
     raise typer.Exit(2) from None
+
+
+@contextmanager
+def run_errors(out: Path) -> Iterator[None]:
+    """The end of a batch command's run (running its jobs, writing its summary) as the user
+    sees it go wrong: Ctrl-C exits 130; an :class:`~nstkit.errors.NstkitError` goes to
+    :func:`fail` (exit 2); an ``OSError`` (the output folder itself failed: disk full,
+    removed, read-only) prints ``error: writing to OUT failed: ...`` and exits 1::
+
+        with run_errors(options.out):
+            summary = executor.run(request)
+            write_summary(options.out, summary, skipped)
+
+    Args:
+        out: the output folder, named in the ``OSError`` message.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except NstkitError as exc:
+        fail(exc)
+    except OSError as exc:
+        err.print(f"[red]error:[/red] writing to {escape(str(out))} failed: "
+                  f"{escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
 
 
 def load(recipe: str, sets: list[str]) -> Recipe:

@@ -1,4 +1,5 @@
-"""Command-line options shared by ``run``, ``compare`` and ``stylize``, declared once.
+"""Command-line options shared by ``run``, ``compare`` and ``stylize`` (and the plugins'
+commands, such as ``nstkit video`` and ``nstkit apply``), declared once.
 
 Each option that changes the result is an override of one config key (:data:`CONFIG_KEYS`),
 applied after the recipe's own ``set:`` and before nothing else but ``--set``'s order.
@@ -58,6 +59,11 @@ Engine = Annotated[str, typer.Option(
     help="Where jobs run: local (this process) or ray (actors on a Ray cluster).")]
 Address = Annotated[str | None, typer.Option(
     help="--engine ray: the cluster (auto, ray://HOST:10001); default: a local one.")]
+DryRun = Annotated[bool, typer.Option(help="Print the planned jobs and stop.")]
+Shard = Annotated[str | None, typer.Option(
+    help="Run shard I of N (0-based), e.g. 0/4, for job arrays; auto: read I and N from "
+         "SLURM, Kubernetes Indexed Job or torchrun variables.")]
+FailFast = Annotated[bool, typer.Option(help="Stop at the first failed job.")]
 
 
 def overrides(sets: list[str] | None, **options: object) -> list[str]:
@@ -76,3 +82,22 @@ def region_override(item: str) -> str:
     """``--region '#FF0000=great_wave.jpg'`` -> ``"regions.#ff0000=great_wave.jpg"``."""
     colour, _, style = item.partition("=")
     return f"regions.{colour.strip().lower()}={style.strip()}"
+
+
+def shard_option(text: str | None) -> tuple[int, int] | None:
+    """``--shard``'s value: ``None`` (no option) -> ``None``; ``"I/N"`` -> ``(I, N)``;
+    ``"auto"`` -> ``(I, N)`` read from the job array's variables (SLURM, a Kubernetes Indexed
+    Job, torchrun).
+
+    Raises:
+        NstkitError: ``text`` is not ``I/N`` with ``0 <= I < N``, or ``auto`` finds no (or
+            inconsistent) job-array variables.
+    """
+    import os
+
+    from nstkit.runner.arrays import shard_from_env
+    from nstkit.runner.plan import parse_shard
+
+    if not text:
+        return None
+    return shard_from_env(os.environ) if text.strip() == "auto" else parse_shard(text)

@@ -18,12 +18,15 @@ from nstkit.cli.common import (
     load,
     load_extractor,
     prepare_out,
+    run_errors,
 )
 from nstkit.cli.options import (
     Address,
     Content,
     Device,
+    DryRun,
     Engine,
+    FailFast,
     Iterations,
     Masks,
     Out,
@@ -35,10 +38,12 @@ from nstkit.cli.options import (
     SaveEvery,
     Seed,
     Sets,
+    Shard,
     Size,
     Strength,
     Style,
     overrides,
+    shard_option,
 )
 from nstkit.errors import NstkitError
 from nstkit.samples import samples_dir
@@ -72,14 +77,12 @@ def run(
     batch_size: Annotated[int, typer.Option(
         min=1, help="Same-size content images optimised together per style.")] = 1,
     overwrite: Overwrite = False,
-    dry_run: Annotated[bool, typer.Option(help="Print the planned jobs and stop.")] = False,
-    shard: Annotated[str | None, typer.Option(
-        help="Run shard I of N (0-based), e.g. 0/4, for job arrays; auto: read I and N from "
-             "SLURM, Kubernetes Indexed Job or torchrun variables.")] = None,
+    dry_run: DryRun = False,
+    shard: Shard = None,
     engine: Engine = "local",
     address: Address = None,
     save_every: SaveEvery = None,
-    fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed job.")] = False,
+    fail_fast: FailFast = False,
     quiet: Quiet = False,
 ) -> None:
     """Apply RECIPE to every content x style pair; resumable, recorded in OUT/manifest.jsonl.
@@ -97,7 +100,7 @@ def run(
     try:
         contents = [p for path in content for p in find_images(path, recursive, "content", out)]
         styles = [p for path in style for p in find_images(path, recursive, "style", out)]
-        shard_spec = _shard(shard)
+        shard_spec = shard_option(shard)
     except NstkitError as exc:
         fail(exc)
     planned = plan_jobs(contents, styles, resolved.name, resolved.config.output.format)
@@ -114,18 +117,6 @@ def run(
     options = RunOptions(out, device, batch_size, fail_fast, shard_spec)
     write_plan(out, resolved, planned, shard_spec[1] if shard_spec else 1)
     _run(resolved, jobs, options, overwrite, quiet, executor)
-
-
-def _shard(text: str | None) -> tuple[int, int] | None:
-    """``--shard``: ``None``, ``I/N``, or ``auto`` (from the job array's variables)."""
-    import os
-
-    from nstkit.runner.arrays import shard_from_env
-    from nstkit.runner.plan import parse_shard
-
-    if not text:
-        return None
-    return shard_from_env(os.environ) if text.strip() == "auto" else parse_shard(text)
 
 
 def _print_plan(jobs: list[Job], recipe: Recipe, out: Path, overwrite: bool,
@@ -191,19 +182,13 @@ def _run(recipe: Recipe, jobs: list[Job], options: RunOptions, overwrite: bool,
     display.start(len(todo), len(done))
     plugins.add(display, name="nstkit.runner.display")
     try:
-        summary = executor.run(RunRequest(recipe, todo, options, plugins, lambda o: (
-            display.job_finished(o.job.output, o.status, o.seconds, o.error or "")), display))
-        skipped = len(done) + summary.count("skipped")  # + those other workers recorded
-        write_summary(out, summary, skipped, options.shard)
-        gallery = write_gallery(out)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    except NstkitError as exc:
-        fail(exc)
-    except OSError as exc:  # the output folder itself failed (disk full, removed, read-only)
-        err.print(f"[red]error:[/red] writing to {escape(str(out))} failed: "
-                  f"{escape(str(exc))}", highlight=False)
-        raise typer.Exit(1) from None
+        with run_errors(out):
+            summary = executor.run(RunRequest(recipe, todo, options, plugins, lambda o: (
+                display.job_finished(o.job.output, o.status, o.seconds, o.error or "")),
+                display))
+            skipped = len(done) + summary.count("skipped")  # + those other workers recorded
+            write_summary(out, summary, skipped, options.shard)
+            gallery = write_gallery(out)
     finally:
         display.close()
         plugins.remove("nstkit.runner.display")

@@ -86,6 +86,30 @@ def connect(address: str | None) -> bool:
     return True
 
 
+def task_options(device: str) -> dict[str, int]:
+    """What one Ray task or actor running nstkit's jobs on ``device`` asks the cluster for:
+    ``{"num_gpus": 1}`` on a cluster with GPUs unless ``device`` is ``cpu``, else
+    ``{"num_cpus": 1}``. Needs a connected session (:func:`connect`).
+
+    Args:
+        device: the run's ``--device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Raises:
+        NstkitError: ``device`` is a CUDA one and the cluster has no GPU.
+    """
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if device.startswith("cuda") and not gpus:
+        raise NstkitError(f"--device {device}: the Ray cluster has no GPU")
+    return {"num_gpus": 1} if gpus and device != "cpu" else {"num_cpus": 1}
+
+
+def worker_env() -> dict[str, str]:
+    """The ``NSTKIT_*`` variables of this process (``NSTKIT_DEBUG``, the plugin switches such
+    as ``NSTKIT_DISABLE_PLUGIN_AUTOLOAD``...), for a Ray worker to set before it builds its
+    plugin host: a cluster's workers do not inherit the driver's environment."""
+    return {key: value for key, value in os.environ.items() if key.startswith("NSTKIT_")}
+
+
 class RayExecutor:
     """Runs jobs on Ray actors.
 
@@ -148,19 +172,12 @@ class _Driver:
     def summary(self) -> RunSummary:
         return self.recorder.summary
 
-    def resources(self) -> tuple[int, dict[str, float]]:
+    def resources(self) -> tuple[int, dict[str, int]]:
         """How many actors and what each asks Ray for."""
+        ask = task_options(self.request.options.device)
         total = ray.cluster_resources()
-        gpus = int(total.get("GPU", 0))
-        device = self.request.options.device
-        if device.startswith("cuda") and not gpus:
-            raise NstkitError(f"--device {device}: the Ray cluster has no GPU")
-        if gpus and device != "cpu":
-            count, ask = gpus, {"num_gpus": 1}
-        else:
-            count, ask = max(1, int(total.get("CPU", 1))), {"num_cpus": 1}
-        count = min(self.engine.actors or count, len(self.groups))
-        return count, ask
+        count = max(1, int(total.get("GPU" if "num_gpus" in ask else "CPU", 1)))
+        return min(self.engine.actors or count, len(self.groups)), ask
 
     def start_actors(self) -> None:
         count, ask = self.resources()
@@ -168,7 +185,7 @@ class _Driver:
                                       out=self.request.options.out.resolve())
         if options.device.startswith("cuda"):
             options.device = "cuda"  # each actor sees its own GPU as cuda:0
-        env = {k: v for k, v in os.environ.items() if k.startswith("NSTKIT_")}
+        env = worker_env()
         remote = ray.remote(JobWorker).options(max_restarts=self.engine.max_restarts,
                                                max_task_retries=0, **ask)
         self.actors = [remote.remote(index, self.request.recipe, options, self.engine.plugins,

@@ -63,14 +63,22 @@ class RecordSink(Protocol):
 
 
 class InputHashes:
-    """sha256 of each input file, computed once per run."""
+    """The digest of each input, computed once per run (a cache of ``hash``).
 
-    def __init__(self) -> None:
+    Args:
+        hash: the digest of one input: by default the sha256 of a file's bytes
+            (:func:`nstkit.runner.manifest.file_sha256`); a plugin whose inputs are not
+            single files passes its own (a folder of video frames, for example).
+    """
+
+    def __init__(self, hash: Callable[[Path], str] = file_sha256) -> None:
+        self._hash = hash
         self._known: dict[Path, str] = {}
 
     def __call__(self, path: Path) -> str:
+        """The digest of ``path``, computed on the first call only."""
         if path not in self._known:
-            self._known[path] = file_sha256(path)
+            self._known[path] = self._hash(path)
         return self._known[path]
 
 

@@ -13,12 +13,11 @@ def tiny_host() -> Iterator[None]:
     """A fresh process-wide plugin host with the ``tiny`` extractor, and torch on one thread
     (the tests' timings and results do not depend on the machine's cores); both restored
     after."""
-    from fast_testkit import add_tiny
-
     from nstkit.plugins import reset_host
+    from nstkit.testing import add_tiny_extractor
 
     reset_host()
-    add_tiny()
+    add_tiny_extractor()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

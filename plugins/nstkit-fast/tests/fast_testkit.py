@@ -1,5 +1,6 @@
-"""What the nstkit-fast tests share: a tiny stand-in extractor registered as ``tiny``, a recipe
-on it, generated photos, and a trained tiny model. Not a test module (no ``test_`` prefix)."""
+"""What the nstkit-fast tests share: a recipe on nstkit's tiny stand-in extractor (``tiny``,
+registered by :func:`nstkit.testing.add_tiny_extractor`), generated photos, and a trained tiny
+model. Not a test module (no ``test_`` prefix)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,9 @@ from pathlib import Path
 
 import torch
 
-import nstkit
 from nstkit.image import save_image
-from nstkit.plugins import get_host
 from nstkit.recipe import Recipe, load_recipe
-from nstkit.testing import TinyExtractor, tiny_images
+from nstkit.testing import tiny_images
 
 RECIPE = """\
 # tiny: gatys's terms on a tiny stand-in extractor, for tests
@@ -25,19 +24,6 @@ losses:
   - {name: gram, weight: 100.0, layers: [relu1_1, relu2_1]}
 optimizer: {name: lbfgs, iterations: 3}
 """
-
-
-class TinyExtractorPlugin:
-    @nstkit.hookimpl
-    def register_extractors(self, register):
-        register("tiny", lambda pooling="max", weights=None: TinyExtractor())
-
-
-def add_tiny() -> None:
-    """Register the ``tiny`` extractor on the process-wide host."""
-    host = get_host()
-    if "tiny" not in host.extractors:
-        host.add(TinyExtractorPlugin(), name="tiny-extractor")
 
 
 def tiny_recipe(folder: Path) -> Recipe:

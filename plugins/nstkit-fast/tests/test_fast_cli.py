@@ -21,7 +21,6 @@ pytest.importorskip("nstkit_fast", reason="nstkit-fast is not installed: "
                     "pip install -e plugins/nstkit-fast")
 
 from fast_testkit import (
-    add_tiny,
     small_settings,
     state,
     tiny_recipe,
@@ -32,6 +31,7 @@ from nstkit_fast import plugin as fast_plugin
 from nstkit_fast.training import side_paths, train
 
 from nstkit.plugins import reset_host
+from nstkit.testing import add_tiny_extractor
 
 TRAIN = ("--steps", "4", "--batch-size", "2", "--crop", "32", "--size", "64", "--width", "4",
          "--blocks", "1", "--lr", "5e-3", "--device", "cpu", "--checkpoint-every", "2",
@@ -61,7 +61,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``photos/`` (3 generated photos), ``style.png``, ``tiny.yaml`` and ``m.safetensors``
     (a tiny model trained on them)."""
     reset_host()
-    add_tiny()
+    add_tiny_extractor()
     root = tmp_path_factory.mktemp("inputs")
     write_photos(root / "photos", 3)
     write_style(root / "style.png")
@@ -232,7 +232,7 @@ def _checkpoint_step(path: Path) -> int:
 
 
 def _train_command(root: Path, model: Path, steps: int) -> list[str]:
-    code = ("import sys; from fast_testkit import add_tiny; add_tiny(); "
+    code = ("import sys; from nstkit.testing import add_tiny_extractor; add_tiny_extractor(); "
             "from nstkit.cli import main; sys.argv = ['nstkit'] + sys.argv[1:]; main()")
     args = ["train", str(root / "tiny.yaml"), "--style", str(root / "style.png"), "--content",
             str(root / "photos"), "--out", str(model), *TRAIN]
@@ -245,7 +245,7 @@ def _train_command(root: Path, model: Path, steps: int) -> list[str]:
 def test_train_resumes_after_kill_9_with_the_uninterrupted_weights(inputs, tmp_path):
     """A training killed with SIGKILL after some checkpoints, rerun, ends with the weights of
     one that ran through."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed = tmp_path / "killed.safetensors"
     process = subprocess.Popen(_train_command(inputs, killed, 20), env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

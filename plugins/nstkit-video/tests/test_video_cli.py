@@ -33,7 +33,7 @@ from nstkit.errors import NstkitError  # noqa: E402
 from nstkit.image import load_image  # noqa: E402
 from nstkit.plugins import get_host, reset_host  # noqa: E402
 from nstkit.samples import samples_dir  # noqa: E402
-from nstkit.testing import TinyExtractor, tiny_images  # noqa: E402
+from nstkit.testing import add_tiny_extractor, tiny_images  # noqa: E402
 
 RECIPE = """\
 # tiny: gatys's terms on a tiny stand-in extractor, for tests
@@ -49,17 +49,11 @@ optimizer: {name: lbfgs, iterations: 3}
 """
 
 
-class TinyExtractorPlugin:
-    @nstkit.hookimpl
-    def register_extractors(self, register):
-        register("tiny", lambda pooling="max", weights=None: TinyExtractor())
-
-
 @pytest.fixture(autouse=True)
 def _host_with_tiny():
     """The process-wide host (installed plugins) plus the ``tiny`` extractor."""
     reset_host()
-    get_host().add(TinyExtractorPlugin(), name="tiny-extractor")
+    add_tiny_extractor()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -348,17 +342,11 @@ def test_ctrl_c_keeps_the_finished_frames(video, inputs, tmp_path):
 
 
 _KILLABLE = textwrap.dedent("""
-    import sys, nstkit, typer
-    from nstkit.plugins import get_host
-    from nstkit.testing import TinyExtractor
+    import sys, typer
+    from nstkit.testing import add_tiny_extractor
     from nstkit_video import plugin
 
-    class Tiny:
-        @nstkit.hookimpl
-        def register_extractors(self, register):
-            register("tiny", lambda pooling="max", weights=None: TinyExtractor())
-
-    get_host().add(Tiny(), name="tiny-extractor")
+    add_tiny_extractor()
     app = typer.Typer()
     app.callback()(lambda: None)
     plugin.register_commands(cli=app)

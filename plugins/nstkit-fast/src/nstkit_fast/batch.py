@@ -250,7 +250,7 @@ def run_ray(model: FastModel, recipe: Recipe, jobs: Sequence[Job], options: Appl
     cluster, or a shared file system)."""
     import ray
 
-    from nstkit.executors.ray import connect, short_error
+    from nstkit.executors.ray import connect, short_error, task_options, worker_env
 
     options.out.mkdir(parents=True, exist_ok=True)
     recorder = recorder_for(recipe, options, report, hashes)
@@ -259,15 +259,12 @@ def run_ray(model: FastModel, recipe: Recipe, jobs: Sequence[Job], options: Appl
     started = connect(address)
     pending: dict[Any, tuple[list[Job], float]] = {}
     try:
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        if options.device.startswith("cuda") and not gpus:
-            raise NstkitError(f"--device {options.device}: the Ray cluster has no GPU")
-        ask = {"num_gpus": 1} if gpus and options.device != "cpu" else {"num_cpus": 1}
-        remote = ray.remote(_remote_batch).options(max_retries=0, **ask)
+        remote = ray.remote(_remote_batch).options(max_retries=0,
+                                                    **task_options(options.device))
         sent = dataclasses.replace(options, out=options.out.resolve(),
                                    device="cuda" if options.device.startswith("cuda")
                                    else options.device)
-        env = {k: v for k, v in os.environ.items() if k.startswith("NSTKIT_")}
+        env = worker_env()
         assert model.path is not None
         path = str(model.path.resolve())
         for start in range(0, len(jobs), options.batch_size):

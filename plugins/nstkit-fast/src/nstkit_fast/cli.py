@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from nstkit.cli.common import (
@@ -23,19 +22,24 @@ from nstkit.cli.common import (
     load,
     load_extractor,
     prepare_out,
+    run_errors,
 )
 from nstkit.cli.options import (
     Address,
     Device,
+    DryRun,
     Engine,
+    FailFast,
     Overwrite,
     Quiet,
     RecipeRef,
     Recursive,
     Seed,
     Sets,
+    Shard,
     Strength,
     overrides,
+    shard_option,
 )
 from nstkit.errors import NstkitError
 
@@ -214,13 +218,11 @@ def apply(
     image_format: Annotated[Literal["png", "jpg", "webp", "tiff"] | None, typer.Option(
         "--format", help="Output format (default: the model's recipe's).")] = None,
     overwrite: Overwrite = False,
-    dry_run: Annotated[bool, typer.Option(help="Print the planned jobs and stop.")] = False,
-    shard: Annotated[str | None, typer.Option(
-        help="Run shard I of N (0-based) of the photos, e.g. 0/4; auto: from SLURM, "
-             "Kubernetes Indexed Job or torchrun variables.")] = None,
+    dry_run: DryRun = False,
+    shard: Shard = None,
     engine: Engine = "local",
     address: Address = None,
-    fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed photo.")] = False,
+    fail_fast: FailFast = False,
     quiet: Quiet = False,
 ) -> None:
     """Stylise every photo with a trained MODEL; resumable, recorded in OUT/manifest.jsonl.
@@ -239,7 +241,7 @@ def apply(
     try:
         loaded = load_model(model)
         contents = [p for path in content for p in find_images(path, recursive, "content", out)]
-        shard_spec = _shard(shard)
+        shard_spec = shard_option(shard)
         fmt = image_format or loaded.recipe.get("output", {}).get("format", "png")
         options = ApplyOptions(out, device, batch_size, size, tile or None, preserve_colour,
                                fmt, fail_fast, shard_spec)
@@ -253,17 +255,6 @@ def apply(
         return
     prepare_out(out)
     _apply(loaded, recipe, jobs, options, overwrite, engine, address, quiet)
-
-
-def _shard(text: str | None) -> tuple[int, int] | None:
-    import os
-
-    from nstkit.runner.arrays import shard_from_env
-    from nstkit.runner.plan import parse_shard
-
-    if not text:
-        return None
-    return shard_from_env(os.environ) if text.strip() == "auto" else parse_shard(text)
 
 
 def _print_plan(jobs: list[Job], recipe: Recipe, options: ApplyOptions,
@@ -312,19 +303,12 @@ def _apply(model: FastModel, recipe: Recipe, jobs: list[Job], options: ApplyOpti
     if progress is not None:
         progress.start()
     try:
-        if engine == "ray":
-            summary = run_ray(model, recipe, todo, options, report, address, hashes)
-        else:
-            summary = run_local(model, recipe, todo, options, report, hashes)
-        write_summary(options.out, summary, len(done), options.shard)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    except NstkitError as exc:
-        fail(exc)
-    except OSError as exc:  # the output folder itself failed (disk full, removed, read-only)
-        err.print(f"[red]error:[/red] writing to {escape(str(options.out))} failed: "
-                  f"{escape(str(exc))}", highlight=False)
-        raise typer.Exit(1) from None
+        with run_errors(options.out):
+            if engine == "ray":
+                summary = run_ray(model, recipe, todo, options, report, address, hashes)
+            else:
+                summary = run_local(model, recipe, todo, options, report, hashes)
+            write_summary(options.out, summary, len(done), options.shard)
     finally:
         if progress is not None:
             progress.stop()

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nstkit.errors import NstkitError
 from nstkit.optimisation import StyleCache
 from nstkit.plugins import PluginHost
 from nstkit.recipe import Recipe
 from nstkit.runner.execute import is_done
 from nstkit.runner.manifest import ManifestWriter, latest_records
 from nstkit.runner.plan import Job, plan_jobs
-from nstkit.runner.record import JobRecorder, Outcome, RunSummary
+from nstkit.runner.record import InputHashes, JobRecorder, Outcome, RunSummary
 from nstkit_video.clip import ClipResult, FrameOutcome, VideoSettings, stylise_video, video_config
 from nstkit_video.frames import input_sha256
 
@@ -56,18 +55,6 @@ def plan_videos(inputs: Sequence[Path], styles: Sequence[Path], recipe: str) -> 
     """Every input x every style, named ``<input>__<style>__<recipe>.mp4`` (as ``nstkit run``
     names its outputs; colliding names get a hash)."""
     return plan_jobs(inputs, styles, recipe, "mp4")
-
-
-class InputHashes:
-    """sha256 of each input (a clip's bytes, a folder's frames), computed once per run."""
-
-    def __init__(self) -> None:
-        self._known: dict[Path, str] = {}
-
-    def __call__(self, path: Path) -> str:
-        if path not in self._known:
-            self._known[path] = input_sha256(path)
-        return self._known[path]
 
 
 def video_key(recipe: Recipe, options: VideoOptions, host: PluginHost | None = None) -> str:
@@ -125,8 +112,9 @@ def run_local(recipe: Recipe, jobs: Sequence[Job], options: VideoOptions, host: 
               progress: Progress, report: Callable[..., None], key: str,
               hashes: InputHashes | None = None) -> RunSummary:
     """Run the videos one after the other in this process; Ctrl-C stops the run (the
-    finished frames stay recorded) with ``summary.interrupted`` set."""
-    recorder = _recorder(recipe, options, report, hashes or InputHashes())
+    finished frames stay recorded) with ``summary.interrupted`` set. ``hashes``: the inputs'
+    sha256 (:func:`nstkit_video.frames.input_sha256`), cached for the run."""
+    recorder = _recorder(recipe, options, report, hashes or InputHashes(input_sha256))
     cache = StyleCache()
     try:
         for job in jobs:
@@ -178,24 +166,22 @@ def run_ray(recipe: Recipe, jobs: Sequence[Job], options: VideoOptions, progress
     import ray
     from ray.util.queue import Empty, Queue
 
-    from nstkit.executors.ray import connect, short_error
+    from nstkit.executors.ray import connect, short_error, task_options, worker_env
 
-    recorder = _recorder(recipe, options, report, hashes or InputHashes(), {"engine": "ray"})
+    recorder = _recorder(recipe, options, report, hashes or InputHashes(input_sha256),
+                         {"engine": "ray"})
     if not jobs:
         return recorder.summary
     started = connect(address)
     queue = Queue()
     pending: dict[Any, tuple[Job, float]] = {}
     try:
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        if options.device.startswith("cuda") and not gpus:
-            raise NstkitError(f"--device {options.device}: the Ray cluster has no GPU")
-        ask = {"num_gpus": 1} if gpus and options.device != "cpu" else {"num_cpus": 1}
-        remote = ray.remote(_remote_video).options(max_retries=0, **ask)
+        remote = ray.remote(_remote_video).options(max_retries=0,
+                                                    **task_options(options.device))
         sent = dataclasses.replace(options, out=options.out.resolve(),
                                    device="cuda" if options.device.startswith("cuda")
                                    else options.device)
-        env = {k: v for k, v in os.environ.items() if k.startswith("NSTKIT_")}
+        env = worker_env()
         for job in jobs:
             moved = dataclasses.replace(job, content=job.content.resolve(),
                                         style=job.style.resolve())

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from nstkit.cli.common import (
@@ -26,11 +25,14 @@ from nstkit.cli.common import (
     load,
     load_extractor,
     prepare_out,
+    run_errors,
 )
 from nstkit.cli.options import (
     Address,
     Device,
+    DryRun,
     Engine,
+    FailFast,
     Iterations,
     Out,
     Overwrite,
@@ -38,10 +40,12 @@ from nstkit.cli.options import (
     RecipeRef,
     Seed,
     Sets,
+    Shard,
     Size,
     Strength,
     Style,
     overrides,
+    shard_option,
 )
 from nstkit.errors import NstkitError
 
@@ -86,13 +90,11 @@ def video(
         min=0.001, help="Frame rate of frame folders (default 25); clips keep their own.")
     ] = None,
     overwrite: Overwrite = False,
-    dry_run: Annotated[bool, typer.Option(help="Print the planned videos and stop.")] = False,
-    shard: Annotated[str | None, typer.Option(
-        help="Run shard I of N (0-based) of the videos, e.g. 0/4; auto: from SLURM, "
-             "Kubernetes Indexed Job or torchrun variables.")] = None,
+    dry_run: DryRun = False,
+    shard: Shard = None,
     engine: Engine = "local",
     address: Address = None,
-    fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed video.")] = False,
+    fail_fast: FailFast = False,
     quiet: Quiet = False,
 ) -> None:
     """Stylise clips or frame folders with RECIPE, frame by frame, temporally consistent.
@@ -116,7 +118,7 @@ def video(
             if not path.exists():
                 raise NstkitError(f"--input {str(path)!r} does not exist")
         styles = [p for path in style for p in find_images(path, False, "style", out)]
-        shard_spec = _shard(shard)
+        shard_spec = shard_option(shard)
     except NstkitError as exc:
         fail(exc)
     settings = VideoSettings(mode=mode, temporal_weight=temporal_weight, flow=flow,
@@ -160,23 +162,14 @@ def _check_raft() -> None:
                        f"(the default) or farneback"))
 
 
-def _shard(text: str | None) -> tuple[int, int] | None:
-    import os
-
-    from nstkit.runner.arrays import shard_from_env
-    from nstkit.runner.plan import parse_shard
-
-    if not text:
-        return None
-    return shard_from_env(os.environ) if text.strip() == "auto" else parse_shard(text)
-
-
 def _print_plan(recipe: Recipe, jobs: list[Job], options: VideoOptions,
                 plugins: PluginHost) -> None:
-    from nstkit_video.batch import InputHashes, split_done, video_key
+    from nstkit.runner.record import InputHashes
+    from nstkit_video.batch import split_done, video_key
+    from nstkit_video.frames import input_sha256
 
     key = video_key(recipe, options, plugins)
-    todo, done = split_done(jobs, recipe, options, key, InputHashes())
+    todo, done = split_done(jobs, recipe, options, key, InputHashes(input_sha256))
     table = Table("input", "style", "output", "status", title=f"{recipe.name}: "
                   f"{len(todo)} to do, {len(done)} done")
     finished = set(done)
@@ -188,11 +181,12 @@ def _print_plan(recipe: Recipe, jobs: list[Job], options: VideoOptions,
 
 def _run(recipe: Recipe, jobs: list[Job], options: VideoOptions, plugins: PluginHost,
          engine: str, address: str | None, quiet: bool) -> None:
-    from nstkit.runner.record import write_summary
-    from nstkit_video.batch import InputHashes, run_local, run_ray, split_done, video_key
+    from nstkit.runner.record import InputHashes, write_summary
+    from nstkit_video.batch import run_local, run_ray, split_done, video_key
     from nstkit_video.display import VideoDisplay
+    from nstkit_video.frames import input_sha256
 
-    hashes = InputHashes()
+    hashes = InputHashes(input_sha256)
     key = video_key(recipe, options, plugins)
     todo, done = split_done(jobs, recipe, options, key, hashes)
     display = VideoDisplay(err, live=err.is_terminal and not quiet, frame_lines=not quiet)
@@ -204,21 +198,14 @@ def _run(recipe: Recipe, jobs: list[Job], options: VideoOptions, plugins: Plugin
 
     plugins.add(display, name="nstkit_video.display")
     try:
-        if engine == "ray":
-            summary = run_ray(recipe, todo, options, display.frame_done, report, address,
-                              hashes)
-        else:
-            summary = run_local(recipe, todo, options, plugins, display.frame_done, report,
-                                key, hashes)
-        write_summary(options.out, summary, len(done), options.shard)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    except NstkitError as exc:
-        fail(exc)
-    except OSError as exc:  # the output folder itself failed (disk full, removed, read-only)
-        err.print(f"[red]error:[/red] writing to {escape(str(options.out))} failed: "
-                  f"{escape(str(exc))}", highlight=False)
-        raise typer.Exit(1) from None
+        with run_errors(options.out):
+            if engine == "ray":
+                summary = run_ray(recipe, todo, options, display.frame_done, report, address,
+                                  hashes)
+            else:
+                summary = run_local(recipe, todo, options, plugins, display.frame_done,
+                                    report, key, hashes)
+            write_summary(options.out, summary, len(done), options.shard)
     finally:
         display.close()
         plugins.remove("nstkit_video.display")
