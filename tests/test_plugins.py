@@ -29,7 +29,7 @@ class MeanBrightness(LossTerm):
 
 def test_builtins_are_registered_through_the_hooks(host: PluginHost) -> None:
     assert host.extractors.names() == ["vgg16", "vgg19"]
-    assert host.losses.names() == ["colour", "content", "gram", "histogram", "mean_std",
+    assert host.losses.names() == ["colour", "content", "gram", "histogram", "keep", "mean_std",
                                    "shifted_gram", "sliced_wasserstein", "tv", "wasserstein"]
     assert host.optimizers.names() == ["adam", "lbfgs", "sgd"]
     assert host.losses.entry("gram").plugin == "nstkit.default_plugins.losses"
@@ -73,7 +73,7 @@ def test_an_unknown_name_lists_the_available_ones(host: PluginHost) -> None:
         host.losses.entry("shifted_gramm")
     assert str(info.value) == (
         "unknown loss 'shifted_gramm'. Did you mean 'shifted_gram'? "
-        "Available: colour, content, gram, histogram, mean_std, shifted_gram, "
+        "Available: colour, content, gram, histogram, keep, mean_std, shifted_gram, "
         "sliced_wasserstein, tv, wasserstein."
     )
     with pytest.raises(ConfigError, match=r"optimizer\.name: unknown optimizer 'bfgs'\. .*"

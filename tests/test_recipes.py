@@ -141,8 +141,8 @@ precision: fp16
             "output, styles, regions, masks."
             in found)
     assert (f"{path}: losses[2].name: unknown loss 'gramm'. Did you mean 'gram'? Available: "
-            "colour, content, gram, histogram, mean_std, shifted_gram, sliced_wasserstein, tv, "
-            "wasserstein." in found)
+            "colour, content, gram, histogram, keep, mean_std, shifted_gram, sliced_wasserstein, "
+            "tv, wasserstein." in found)
     assert (f"{path}: optimizer.momentum: unknown option for optimizer 'lbfgs'. Accepted: "
             "history_size, line_search, lr." in found)
     assert f"{path}: extractor.pooling: must be 'max' or 'avg'; got 'min'" in found
