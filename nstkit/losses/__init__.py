@@ -1,7 +1,7 @@
 """Loss terms: each a function plus an ``nn.Module`` (:class:`LossTerm`) calling it."""
 
 from nstkit.layers import equal_weights, geometric_weights
-from nstkit.losses.base import LossTerm, StatisticLoss, Targets, layer_weights, positions
+from nstkit.losses.base import ImageTerm, LossTerm, StatisticLoss, Targets, layer_weights, positions
 from nstkit.losses.colour import ColourLoss
 from nstkit.losses.content import ContentLoss, content_loss
 from nstkit.losses.gram import STYLE_LAYERS, GramLoss, ShiftedGramLoss, gram_loss, gram_matrix
@@ -18,6 +18,7 @@ __all__ = [
     "ContentLoss",
     "GramLoss",
     "HistogramLoss",
+    "ImageTerm",
     "KeepLoss",
     "LossTerm",
     "MeanStdLoss",

@@ -191,6 +191,19 @@ class LossTerm(nn.Module):
         raise NotImplementedError
 
 
+class ImageTerm(LossTerm):
+    """A term that reads the image itself, not extractor layers (TV, colour, keep); it refuses
+    ``layers`` and reads no style unless a subclass says otherwise."""
+
+    reads_style = False
+
+    def __init__(self, layers: None = None) -> None:
+        if layers:
+            raise ValueError(f"{type(self).__name__} reads the image, not extractor layers; "
+                             f"remove 'layers' (got {layers!r})")
+        super().__init__({})
+
+
 def positions(features: torch.Tensor) -> int:
     """The number of positions ``H * W`` of ``(B, C, H, W)`` features."""
     return features.shape[-2] * features.shape[-1]

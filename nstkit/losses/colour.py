@@ -7,23 +7,18 @@ from collections.abc import Mapping
 import torch
 
 from nstkit.colour import chroma_loss
-from nstkit.losses.base import LossTerm, Targets
+from nstkit.losses.base import ImageTerm, Targets
 
 
-class ColourLoss(LossTerm):
+class ColourLoss(ImageTerm):
     """Mean squared chroma difference between the image and the content (no extractor layers).
 
     Args:
         space: ``"ycbcr"`` (Cb, Cr; the default) or ``"lab"`` (a, b divided by 100).
     """
 
-    reads_style = False
-
     def __init__(self, layers: None = None, space: str = "ycbcr") -> None:
-        if layers:
-            raise ValueError(f"{type(self).__name__} reads the image, not extractor layers; "
-                             f"remove 'layers' (got {layers!r})")
-        super().__init__({})
+        super().__init__(layers)
         self.space = space
         self.target: torch.Tensor | None = None
 

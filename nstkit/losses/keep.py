@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import torch
 
-from nstkit.losses.base import LossTerm, Targets
+from nstkit.losses.base import ImageTerm, Targets
 
 
 def keep_loss(image: torch.Tensor, content: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
@@ -33,7 +33,7 @@ def kept_weight(targets: Targets) -> torch.Tensor | None:
     return kept.clamp(0, 1)
 
 
-class KeepLoss(LossTerm):
+class KeepLoss(ImageTerm):
     """:func:`keep_loss` over the kept regions of a masked job; zero in an unmasked job (it
     keeps no region). No extractor layers.
 
@@ -43,14 +43,10 @@ class KeepLoss(LossTerm):
     its pixels.
     """
 
-    reads_style = False
     supports_masks = True  # reads targets.regions itself
 
     def __init__(self, layers: None = None) -> None:
-        if layers:
-            raise ValueError(f"{type(self).__name__} reads the image, not extractor layers; "
-                             f"remove 'layers' (got {layers!r})")
-        super().__init__({})
+        super().__init__(layers)
         self.target: torch.Tensor | None = None
         self.kept: torch.Tensor | None = None
 

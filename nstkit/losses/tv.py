@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import kornia
 import torch
 
-from nstkit.losses.base import LossTerm
+from nstkit.losses.base import ImageTerm
 
 
 def tv_loss(image: torch.Tensor, exponent: float = 2.0, eps: float = 1e-8) -> torch.Tensor:
@@ -31,7 +31,7 @@ def tv_loss(image: torch.Tensor, exponent: float = 2.0, eps: float = 1e-8) -> to
     return squared.pow(exponent / 2).mean()
 
 
-class TVLoss(LossTerm):
+class TVLoss(ImageTerm):
     """Total variation of the image (no extractor layers).
 
     Args:
@@ -39,14 +39,9 @@ class TVLoss(LossTerm):
         anisotropic: use kornia's ``Σ|dx| + Σ|dy|`` (per pixel) instead; ``exponent`` unused.
     """
 
-    reads_style = False
-
     def __init__(self, layers: None = None, exponent: float = 2.0,
                  anisotropic: bool = False) -> None:
-        if layers:
-            raise ValueError(f"{type(self).__name__} reads the image, not extractor layers; "
-                             f"remove 'layers' (got {layers!r})")
-        super().__init__({})
+        super().__init__(layers)
         self.exponent, self.anisotropic = float(exponent), anisotropic
 
     def forward(self, image: torch.Tensor, features: Mapping[str, torch.Tensor]) -> torch.Tensor:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import torch
 
-from nstkit.losses import LossTerm, Targets
+from nstkit.losses import ImageTerm, Targets
 
 GUIDE_TARGET = "temporal.warped"
 """The guide holding the previous frame's result warped to this frame, ``(1, 3, H, W)``."""
@@ -49,7 +49,7 @@ def temporal_loss(image: torch.Tensor, target: torch.Tensor,
     return (weights * (image - target).pow(2)).sum() / image.numel()
 
 
-class TemporalLoss(LossTerm):
+class TemporalLoss(ImageTerm):
     """Short-term temporal consistency (Ruder et al. 2016): :func:`temporal_loss` towards the
     guide :data:`GUIDE_TARGET` with the weights :data:`GUIDE_WEIGHTS`.
 
@@ -58,13 +58,8 @@ class TemporalLoss(LossTerm):
     to every frame after the first.
     """
 
-    reads_style = False
-
     def __init__(self, layers: None = None) -> None:
-        if layers:
-            raise ValueError(f"{type(self).__name__} reads the image, not extractor layers; "
-                             f"remove 'layers' (got {layers!r})")
-        super().__init__({})
+        super().__init__(layers)
         self.target: torch.Tensor | None = None
         self.weights: torch.Tensor | None = None
 
