@@ -92,6 +92,14 @@ from _common import CONTENT, IMAGES, REPO, STYLE, header, load_average
 
 from nstkit.errors import NstkitError
 
+
+def deep_light(weight: str) -> tuple[str, list[str]]:
+    """``fast`` with the ``wasserstein`` term at ``weight`` and crowsonkb's layer weights."""
+    return ("fast", ["losses.1.name=wasserstein", f"losses.1.weight={weight}",
+                     "losses.1.layers={relu1_1: 256, relu2_1: 64, relu3_1: 16, relu4_1: 4, "
+                     "relu5_1: 1}"])
+
+
 CANDIDATES: dict[str, tuple[str, list[str]]] = {  # name -> (recipe, --set items)
     "gatys": ("gatys", []),
     "fast": ("fast", []),
@@ -101,20 +109,12 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {  # name -> (recipe, --set items
     "fast-w2": ("fast", ["losses.1.name=wasserstein"]),
     # fast-w2's total weight (75.23, the calibration) spread over the layers as crowsonkb does
     # (256/64/16/4/1, summing to 341): fast-w2 copied the style's layout by eye
-    "fast-w2-deep-light": ("fast", ["losses.1.name=wasserstein", "losses.1.weight=0.2206",
-                                    "losses.1.layers={relu1_1: 256, relu2_1: 64, relu3_1: 16, "
-                                    "relu4_1: 4, relu5_1: 1}"]),
-    "fast-w2-deep-light-x3": ("fast", ["losses.1.name=wasserstein", "losses.1.weight=0.6618",
-                                       "losses.1.layers={relu1_1: 256, relu2_1: 64, "
-                                       "relu3_1: 16, relu4_1: 4, relu5_1: 1}"]),
+    "fast-w2-deep-light": deep_light("0.2206"),
+    "fast-w2-deep-light-x3": deep_light("0.6618"),
     # x3 at strength 2 and 3: x3 missed pastiche's quality on 8 of 16 pairs at 256 px, each
     # time with Gram too high and content to spare; x9 is the recipe fast-wasserstein now
-    "fast-w2-deep-light-x6": ("fast", ["losses.1.name=wasserstein", "losses.1.weight=1.3236",
-                                       "losses.1.layers={relu1_1: 256, relu2_1: 64, "
-                                       "relu3_1: 16, relu4_1: 4, relu5_1: 1}"]),
-    "fast-w2-deep-light-x9": ("fast", ["losses.1.name=wasserstein", "losses.1.weight=1.9854",
-                                       "losses.1.layers={relu1_1: 256, relu2_1: 64, "
-                                       "relu3_1: 16, relu4_1: 4, relu5_1: 1}"]),
+    "fast-w2-deep-light-x6": deep_light("1.3236"),
+    "fast-w2-deep-light-x9": deep_light("1.9854"),
     # new directions every step: without a line search L-BFGS diverged (96 px, 12 steps)
     "fast-sliced": ("fast", ["losses.1.name=sliced_wasserstein",
                              "optimizer.line_search=strong_wolfe"]),
