@@ -701,8 +701,8 @@ def main() -> None:
             if args.mode == "fit":
                 rate = results["rates"].get(rate_key(name))
                 if rate is None:
-                    rate = results["rates"][rate_key(name)] = measure_rate(config, content,
-                                                                           style, args.size)
+                    rate = measure_rate(config, content, style, args.size)
+                    results["rates"][rate_key(name)] = rate
                 factor = pixels(content, args.size) / rate["pixels"]
                 config = with_iterations(config, fitted_iterations(rate, config, budget,
                                                                    factor))
