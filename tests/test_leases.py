@@ -295,15 +295,41 @@ def nine(tiny: Path, tmp_path: Path) -> tuple[Path, Path]:
     return content, style
 
 
+def renew_until(claim: Path, done: threading.Event, timeout: float = 300.0) -> None:
+    """Keep a foreign claim fresh (as its live worker would) until ``done`` is set."""
+    deadline = time.time() + timeout
+    while not done.is_set() and time.time() < deadline:
+        now = time.time()
+        os.utime(claim, (now, now))
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_a_stale_claim_from_another_host_delays_its_job_and_the_run_takes_it_over(
         tiny: Path, tmp_path: Path, invoke, records, short_expiry) -> None:
     out = tmp_path / "out"
     victim = "chelsea__starry_night__gatys.png"
     claim = foreign_claim(out, victim)
-    claimed = time.time()
+    others_done, released = threading.Event(), []
+
+    def watch() -> None:  # the other worker renews its claim until the other 3 jobs are done
+        renewer = threading.Thread(target=renew_until, args=(claim, others_done))
+        renewer.start()
+        manifest = out / "manifest.jsonl"
+        deadline = time.time() + 300
+        while time.time() < deadline and not (
+                manifest.exists() and len(manifest.read_text().splitlines()) >= 3):
+            time.sleep(0.05)
+        others_done.set()
+        renewer.join()
+        released.append(time.time())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
     result = invoke("run", "gatys", "--content", tiny / "content", "--style", tiny / "style",
                     "--out", out, *QUICK)
+    others_done.set()
+    watcher.join()
     assert result.exit_code == 0, result.output
     found = records(out)
     assert sorted(r["output"] for r in found) == sorted(set(r["output"] for r in found))
@@ -312,7 +338,8 @@ def test_a_stale_claim_from_another_host_delays_its_job_and_the_run_takes_it_ove
     assert found[-1]["output"] == victim  # waited for its claim to expire, then ran it
     from datetime import datetime
 
-    assert datetime.fromisoformat(found[-1]["finished"]).timestamp() - claimed > short_expiry
+    finished = datetime.fromisoformat(found[-1]["finished"]).timestamp()
+    assert finished - released[0] > short_expiry
     assert not claim.exists()
     assert not (out / CLAIMS).exists()
 
