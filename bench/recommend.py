@@ -557,6 +557,51 @@ def report(results: dict[str, Any], names: Sequence[str], pairs: Sequence[str]) 
         print("**recommendation: none** (no Pareto rank-0 candidate passes the content guard)")
 
 
+def grid(results: dict[str, Any], names: Sequence[str], pairs: Sequence[tuple[Path, Path]],
+         out: Path, side: int = 256) -> Path | None:
+    """``out/grid.png``: a row per pair (content, style, pastiche's result when there is one,
+    then each candidate's), each output captioned with its judged content / Gram distances and
+    when it reached pastiche's quality. ``None`` when no pair has an output yet."""
+    from PIL import Image, ImageDraw
+
+    runs, past = results["runs"], results.get("pastiche", {})
+    heads = (["pastiche"] if past else []) + list(names)
+    rows = [(c, s) for c, s in pairs if any(
+        (out / "images" / h / f"{pair_key(c, s)}.png").exists() for h in heads)]
+    if not rows:
+        return None
+    line, cell = 14, side + 3 * 14
+    sheet = Image.new("RGB", ((2 + len(heads)) * (side + 4), line + len(rows) * cell), "white")
+    draw = ImageDraw.Draw(sheet)
+    for col, head in enumerate(["content", "style", *heads]):
+        draw.text((col * (side + 4), 0), head, fill="black")
+    for row, (content, style) in enumerate(rows):
+        key, top = pair_key(content, style), line + row * cell
+        for col, head in enumerate(["content", "style", *heads]):
+            path = {"content": content, "style": style}.get(head,
+                                                          out / "images" / head / f"{key}.png")
+            if not path.exists():
+                continue
+            with Image.open(path) as image:
+                thumb = image.convert("RGB")
+            thumb.thumbnail((side, side))
+            left = col * (side + 4)
+            sheet.paste(thumb, (left, top))
+            record = past.get(key) if head == "pastiche" else runs.get(head, {}).get(key)
+            if record and record.get("scores"):
+                scores, wall = record["scores"], past.get(key, {}).get("wall")
+                when = (f"{results['settings']['pastiche']} steps, {wall:.0f} s"
+                        if head == "pastiche" else
+                        f"quality at {record['reached'][1] / wall:.3f}x" if record.get("reached")
+                        and wall else f"not reached ({record['seconds']:.0f} s)")
+                for k, text in enumerate([f"content {scores['content']:.3f}  Gram "
+                                          f"{scores['style']:.3f}", when]):
+                    draw.text((left, top + side + 2 + k * line), text, fill="black")
+    path = out / "grid.png"
+    sheet.save(path)
+    return path
+
+
 # --- main --------------------------------------------------------------------------------------
 
 
@@ -740,6 +785,9 @@ def main() -> None:
                   f"{fmt(s.get('content'))}, Gram {fmt(s.get('style'))}{reached}  "
                   f"[load {record['load']}]", flush=True)
     report(results, names, [pair_key(c, s) for c, s in pairs])
+    shown = grid(results, names, pairs, out)
+    if shown:
+        print(f"\ngrid: {shown}")
     print(f"\nload average at the end: {load_average()}; results in {path}")
 
 
