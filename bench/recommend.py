@@ -118,6 +118,8 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {  # name -> (recipe, --set items
     # new directions every step: without a line search L-BFGS diverged (96 px, 12 steps)
     "fast-sliced": ("fast", ["losses.1.name=sliced_wasserstein",
                              "optimizer.line_search=strong_wolfe"]),
+    # the recipe fast-sliced: crowsonkb's layer weights, 12 x fast-sliced's weight spread on them
+    "fast-sliced-deep": ("fast-sliced", []),
 }
 SWAPPED = {"fast-w2": "wasserstein", "fast-sliced": "sliced_wasserstein"}  # weight calibrated
 CALIBRATION_PAIRS = 4
