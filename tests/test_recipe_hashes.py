@@ -16,9 +16,9 @@ PINNED = {
     "content-reconstruction": "bbfdc1b6057dca7ae541ebed8b60460ff268d47a55deda50ea622a615165d1f0",
     "crowson": "55230deceed8c11428477e3275749c2ce7e181930e07f535f3c431b984562861",
     "fast": "c9a4f44cc40d64878c62f63cfb56829ef48d45ba2d4e4e2ea11ed65f6f6dfccd",
+    "fast-sliced": "2330de5665236b6b6db70d1e26c7f0e6137f262a2068b9382c4b75a8a37effd7",
     # changed on purpose 2026-11-30: style weight 0.6618 -> 1.9854 (bench/RESULTS.md, issue 16)
     "fast-wasserstein": "80dc8ec0e8aad04bc213e7285e222ad118f9551b453ff4a24d750ad30e37de1e",
-    "fast-sliced": "2330de5665236b6b6db70d1e26c7f0e6137f262a2068b9382c4b75a8a37effd7",
     "fastai-vgg16": "bddf68c1eb2de7a2601f51e03bc5d64b1a3d5f3982bd1d64c2bfbbfd39d0690a",
     "gatys": "3b0381b46ba42ae64297e1c6a75be2e1b40bb15dfcb7e5db68050dc4e8a689f5",
     "improved": "1f0df77063510d50e3fa5b5e2ea7977dfea240ecc706a0f7681eb4e5cf170e9d",
